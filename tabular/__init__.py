@@ -1,0 +1,1 @@
+"""Tabular models. Importing this package registers every tabular model id."""

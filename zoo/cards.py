@@ -1,0 +1,77 @@
+"""Model cards rendered for people: ``zoo info`` and the README.md of ``save_pretrained`` folders."""
+
+from __future__ import annotations
+
+import yaml
+
+from zoo.registry import ModelEntry, get_entry
+
+
+def _recipe_summary(entry: ModelEntry, name: str) -> str:
+    """One line: data, epochs, batch, optimiser and schedule of a recipe YAML."""
+    config = yaml.safe_load(entry.recipe_path(name).read_text()) or {}
+    data = config.get("data", {}) or {}
+    data_args = data.get("init_args", {}) or {}
+    optimizer = config.get("optimizer", {}) or {}
+    scheduler = config.get("lr_scheduler", {}) or {}
+    trainer = config.get("trainer", {}) or {}
+    parts = [
+        f"data {data_args.get('dataset') or data_args.get('root') or data.get('class_path', '?').rsplit('.', 1)[-1]}",
+        f"{trainer.get('max_epochs', '?')} epochs",
+        f"batch {data_args.get('batch_size', '?')}",
+    ]
+    if "image_size" in data_args:
+        parts.append(f"{data_args['image_size']} px")
+    if optimizer:
+        args = optimizer.get("init_args", {}) or {}
+        hyper = ", ".join(f"{k} {v}" for k, v in args.items())
+        parts.append(f"{optimizer['class_path'].rsplit('.', 1)[-1]}({hyper})")
+    if scheduler:
+        parts.append(f"schedule {scheduler['class_path'].rsplit('.', 1)[-1]}")
+    return "; ".join(parts)
+
+
+def card_fields(model_id: str) -> list[tuple[str, str]]:
+    """(label, value) pairs of a model card, in display order."""
+    entry = get_entry(model_id)
+    card = entry.card
+    paper = card.paper
+    fields = [
+        ("model", model_id),
+        ("task", card.task),
+        ("paper", f"{paper.title}" + (f" ({paper.venue})" if paper.venue else "")),
+    ]
+    if paper.url:
+        fields.append(("arXiv", paper.url))
+    if paper.code_url:
+        fields.append(("official code", paper.code_url))
+    fields += [
+        ("licence", f"{card.license} (original code)"),
+        ("parameters", f"{card.num_params:,} ({card.num_params / 1e6:.2f} M) at {card.default_num_classes} classes"),
+    ]
+    if card.macs is not None:
+        fields.append(("MACs", f"{card.macs / 1e9:.3f} G at input {tuple(card.input_shape)}"))
+    fields.append(("input", f"{tuple(card.input_shape)} per example"))
+    for i, name in enumerate(card.recipes):
+        label = f"recipe {name}" + (" (default)" if i == 0 else "")
+        fields.append((label, _recipe_summary(entry, name)))
+    if not card.weights:
+        fields.append(("weights", "none published"))
+    for weights in card.weights:
+        where = weights.url or weights.download_page or "?"
+        metrics = ", ".join(f"{k} {v}" for k, v in weights.metrics.items())
+        fields.append((f"weights {weights.name}", f"{weights.description}; {metrics}; {where}"))
+    if card.target_layer:
+        fields.append(("Grad-CAM layer", card.target_layer))
+    if card.notes:
+        fields.append(("notes", card.notes))
+    return fields
+
+
+def render_card(model_id: str) -> str:
+    """The card as Markdown, with YAML front matter in the Hugging Face model-card style."""
+    card = get_entry(model_id).card
+    lines = ["---", "library_name: zoo", f"license: {card.license.lower()}", f"tags: [{card.task}]", "---", "",
+             f"# {model_id}", ""]
+    lines += [f"- **{label}**: {value}" for label, value in card_fields(model_id)[1:]]
+    return "\n".join(lines) + "\n"

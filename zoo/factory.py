@@ -1,0 +1,72 @@
+"""``create_model``: the one way to build a registered model, optionally with pretrained weights."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from torch import nn
+
+from zoo import hub
+from zoo.errors import CheckpointError
+from zoo.registry import get_entry
+
+log = logging.getLogger(__name__)
+
+
+def _head_size(model: nn.Module, state_dict: dict) -> int | None:
+    """Number of classes of the checkpoint's head, read off the weight of the model's classifier."""
+    for key in hub.classifier_keys(model):
+        if key.endswith("weight") and key in state_dict:
+            return int(state_dict[key].shape[0])
+    return None
+
+
+def create_model(model_id: str, pretrained: Any = None, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
+    """Build ``model_id`` as a plain ``nn.Module``.
+
+    Args:
+        model_id: a registered id such as "vision/eca_resnet50" (see ``zoo.list_models``).
+        pretrained: any source ``zoo.hub`` reads (weight-set name, file, folder, URL, MLflow URI), or None.
+        num_classes: head size. With weights of another head size the backbone is loaded and a new head made;
+            when None, the head takes the size of the weights (or the card's default without weights).
+        **kwargs: constructor arguments of the model family (override those recorded with the weights).
+
+    Raises:
+        UnknownModelError: for an id that is not registered (the message suggests close ids).
+        CheckpointError: for weights that cannot be read or do not fit.
+    """
+    entry = get_entry(model_id)
+    loaded = None
+    if pretrained is not None and pretrained is not False:
+        loaded = hub.load_weights(pretrained, entry)
+        if loaded.model_id and loaded.model_id != model_id:
+            raise CheckpointError(f"{loaded.source} holds weights of {loaded.model_id}, not {model_id}")
+        inferred = entry.kwargs_from_checkpoint(loaded.state_dict) if entry.kwargs_from_checkpoint else {}
+        kwargs = {**loaded.model_kwargs, **inferred, **kwargs}
+
+    model = entry.factory(num_classes=entry.card.default_num_classes if num_classes is None else num_classes,
+                          **kwargs)
+    if loaded is not None:
+        state_dict = loaded.state_dict
+        if entry.checkpoint_filter is not None:
+            state_dict = entry.checkpoint_filter(state_dict, model)
+        weights_classes = _head_size(model, state_dict)
+        drop_head = False
+        if weights_classes is not None and weights_classes != _head_size(model, model.state_dict()):
+            if num_classes is None:
+                model.reset_classifier(weights_classes)
+            else:
+                drop_head = True
+                log.info("%s: the %d-class head of the weights is replaced by a new %d-class head",
+                         model_id, weights_classes, num_classes)
+        if num_classes is None:
+            num_classes = weights_classes
+        hub.fit_state_dict(model, state_dict, loaded.source, drop_head=drop_head)
+
+    model.zoo_config = {
+        "model_id": model_id,
+        "num_classes": num_classes if num_classes is not None else entry.card.default_num_classes,
+        "model_kwargs": kwargs,
+    }
+    return model

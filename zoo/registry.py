@@ -1,0 +1,205 @@
+"""Model ids ("domain/name") mapped to their factories and model cards.
+
+A model file registers each configuration with :func:`register_model`::
+
+    @register_model("vision/eca_resnet50", card=ModelCard(...))
+    def eca_resnet50(num_classes: int = 1000, **kwargs) -> EcaResNet: ...
+
+The built-in domain packages are imported the first time the registry is queried; third-party packages add
+models through the ``zoo.models`` entry-point group (each entry point names a module that registers on import).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from zoo.errors import DuplicateModelError, UnknownModelError
+
+BUILTIN_DOMAINS = ("vision", "tabular")
+ENTRY_POINT_GROUP = "zoo.models"
+
+CheckpointFilter = Callable[[dict[str, Any], nn.Module], dict[str, Any]]
+KwargsFromCheckpoint = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    arxiv: str | None = None
+    venue: str | None = None
+    code_url: str | None = None
+
+    @property
+    def url(self) -> str | None:
+        return f"https://arxiv.org/abs/{self.arxiv}" if self.arxiv else None
+
+
+@dataclass(frozen=True)
+class WeightSet:
+    """One set of pretrained weights for a model id.
+
+    Attributes:
+        name: short tag used as ``pretrained=<name>`` ("official_in1k").
+        num_classes: size of the head the weights were trained with.
+        url: direct download address, or None when the files sit behind a manual download page.
+        sha256: full hex digest of the file; downloads that differ are refused.
+        download_page: where a user fetches the file by hand when there is no direct url.
+        file_name: the file's name as distributed.
+        model_kwargs: constructor arguments the weights need (e.g. the per-stage kernel sizes of a release).
+        metrics: reported results, e.g. {"imagenet_top1": 77.42}.
+    """
+
+    name: str
+    description: str
+    num_classes: int
+    url: str | None = None
+    sha256: str | None = None
+    download_page: str | None = None
+    file_name: str | None = None
+    license: str | None = None
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a user needs to know about a model id before using it.
+
+    Attributes:
+        task: the kind of task (see ``zoo.tasks.TASKS``), e.g. "image_classification".
+        num_params: parameter count at ``default_num_classes`` and the default configuration (checked by tests).
+        macs: multiply-accumulates of one forward pass at ``input_shape`` (conv, linear and matmul ops).
+        input_shape: shape of one example, without the batch dimension.
+        recipes: recipe name -> YAML file in the model package's ``recipes/`` folder; the first is the default.
+        target_layer: module path that Grad-CAM hooks by default.
+    """
+
+    task: str
+    paper: Paper
+    license: str
+    num_params: int
+    input_shape: tuple[int, ...]
+    recipes: Mapping[str, str]
+    macs: int | None = None
+    default_num_classes: int = 1000
+    weights: tuple[WeightSet, ...] = ()
+    target_layer: str | None = None
+    notes: str = ""
+
+    def weight_set(self, name: str) -> WeightSet:
+        for weights in self.weights:
+            if weights.name == name:
+                return weights
+        known = ", ".join(w.name for w in self.weights) or "none"
+        raise KeyError(f"no weight set {name!r}; known weight sets: {known}")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str
+    card: ModelCard
+    factory: Callable[..., nn.Module]
+    checkpoint_filter: CheckpointFilter | None
+    kwargs_from_checkpoint: KwargsFromCheckpoint | None
+    recipe_dir: Path
+
+    def recipe_path(self, name: str | None = None) -> Path:
+        """Absolute path of a recipe YAML (the default recipe when ``name`` is None)."""
+        recipes = dict(self.card.recipes)
+        name = name or next(iter(recipes))
+        if name not in recipes:
+            raise KeyError(f"{self.id} has no recipe {name!r}; recipes: {', '.join(recipes)}")
+        return self.recipe_dir / recipes[name]
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_DISCOVERED = False
+_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*/[a-z0-9][a-z0-9_.]*$")
+
+
+def register_model(
+    model_id: str, *, card: ModelCard, checkpoint_filter: CheckpointFilter | None = None,
+    kwargs_from_checkpoint: KwargsFromCheckpoint | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator that registers ``factory(num_classes=..., **kwargs) -> nn.Module`` under ``model_id``.
+
+    Args:
+        card: the model card.
+        checkpoint_filter: ``f(state_dict, model) -> state_dict`` that maps a foreign checkpoint layout (the
+            official code's, timm's) onto the model's parameter names; applied to every checkpoint loaded.
+        kwargs_from_checkpoint: ``f(state_dict) -> kwargs`` that reads constructor arguments off the tensors
+            (e.g. kernel sizes), so a checkpoint of a non-default configuration still builds the right model.
+    """
+    if not _ID_PATTERN.match(model_id):
+        raise ValueError(f"model id {model_id!r} must look like 'domain/name' (lower case, digits, '_' and '.')")
+
+    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if model_id in _REGISTRY:
+            raise DuplicateModelError(
+                f"model id {model_id!r} registered twice: by {_REGISTRY[model_id].factory.__module__} "
+                f"and by {factory.__module__}"
+            )
+        package = factory.__module__.rpartition(".")[0] or factory.__module__
+        recipe_dir = Path(str(resources.files(package))) / "recipes"
+        _REGISTRY[model_id] = ModelEntry(model_id, card, factory, checkpoint_filter, kwargs_from_checkpoint, recipe_dir)
+        return factory
+
+    return decorator
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    for domain in BUILTIN_DOMAINS:
+        importlib.import_module(domain)
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry_point.load()
+        except Exception as err:  # a broken plugin must not take the built-in models down with it
+            warnings.warn(f"could not load zoo models from {entry_point.value!r}: {err}", stacklevel=2)
+
+
+def _natural_key(text: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def list_models(pattern: str = "*", exclude: str | None = None) -> list[str]:
+    """Registered ids matching an fnmatch ``pattern`` (e.g. ``"vision/eca*"``), in natural order."""
+    _discover()
+    ids = [i for i in _REGISTRY if fnmatch.fnmatchcase(i, pattern)]
+    if exclude:
+        ids = [i for i in ids if not fnmatch.fnmatchcase(i, exclude)]
+    return sorted(ids, key=_natural_key)
+
+
+def get_entry(model_id: str) -> ModelEntry:
+    """The registry entry of ``model_id``; an unknown id raises with the closest registered ids."""
+    _discover()
+    if model_id in _REGISTRY:
+        return _REGISTRY[model_id]
+    ids = list(_REGISTRY)
+    close = difflib.get_close_matches(model_id, ids, n=5, cutoff=0.5)
+    # Also match on the name without its domain, so "eca_resnet50" finds "vision/eca_resnet50".
+    by_name = {i.rpartition("/")[2]: i for i in ids}
+    for name in difflib.get_close_matches(model_id.rpartition("/")[2], list(by_name), n=5, cutoff=0.6):
+        if by_name[name] not in close:
+            close.append(by_name[name])
+    hint = f"; did you mean {', '.join(close[:5])}?" if close else "; `zoo list` shows every id"
+    raise UnknownModelError(f"unknown model id {model_id!r}{hint}")
+
+
+def get_card(model_id: str) -> ModelCard:
+    return get_entry(model_id).card
