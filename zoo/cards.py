@@ -7,9 +7,25 @@ import yaml
 from zoo.registry import ModelEntry, get_entry
 
 
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def recipe_config(entry: ModelEntry, name: str | None = None) -> dict:
+    """A recipe's YAML files merged in order, as LightningCLI applies them."""
+    config: dict = {}
+    for path in entry.recipe_paths(name):
+        config = _merge(config, yaml.safe_load(path.read_text()) or {})
+    return config
+
+
 def _recipe_summary(entry: ModelEntry, name: str) -> str:
     """One line: data, epochs, batch, optimiser and schedule of a recipe YAML."""
-    config = yaml.safe_load(entry.recipe_path(name).read_text()) or {}
+    config = recipe_config(entry, name)
     data = config.get("data", {}) or {}
     data_args = data.get("init_args", {}) or {}
     optimizer = config.get("optimizer", {}) or {}

@@ -173,28 +173,11 @@ def _from_folder(folder: Path) -> LoadedWeights:
         loaded.model_kwargs = dict(config.get("model_kwargs") or {})
         loaded.num_classes = config.get("num_classes")
         return loaded
-    if (folder / "MLmodel").exists():  # an MLflow LoggedModel saved with mlflow.pytorch (pt2 format)
-        return _from_mlflow_model(folder)
     candidates = [p for p in sorted(folder.rglob("*")) if p.suffix in (".safetensors", *TORCH_SUFFIXES)]
     if len(candidates) != 1:
         found = ", ".join(p.name for p in candidates) or "nothing loadable"
         raise CheckpointError(f"{folder}: expected {WEIGHTS_NAME} or exactly one checkpoint file, found {found}")
     return read_weights(candidates[0])
-
-
-def _from_mlflow_model(folder: Path) -> LoadedWeights:
-    programs = sorted(folder.rglob("*.pt2"))
-    if not programs:
-        raise CheckpointError(f"{folder}: an MLflow model without a .pt2 program; log models with the pt2 format")
-    program = torch.export.load(programs[0])
-    state_dict = {**program.state_dict, **{k: v for k, v in program.constants.items() if isinstance(v, torch.Tensor)}}
-    loaded = LoadedWeights(_strip_wrappers(state_dict), str(folder))
-    meta = folder / "zoo.json"
-    if meta.exists():
-        config = json.loads(meta.read_text())
-        loaded.model_id, loaded.num_classes = config.get("model_id"), config.get("num_classes")
-        loaded.model_kwargs = dict(config.get("model_kwargs") or {})
-    return loaded
 
 
 def read_weights(path: str | Path) -> LoadedWeights:
@@ -236,13 +219,13 @@ def _weight_set_source(weights: WeightSet, model_id: str) -> Path:
 def _mlflow_download(uri: str) -> Path:
     import mlflow
 
-    from zoo.tracking import tracking_uri
+    from zoo.tracking import default_tracking_uri
 
-    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_tracking_uri(default_tracking_uri())
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except Exception as err:  # mlflow raises its own exception types for every kind of failure
-        raise CheckpointError(f"could not fetch {uri} from MLflow at {tracking_uri()}: {err}") from err
+        raise CheckpointError(f"could not fetch {uri} from MLflow at {default_tracking_uri()}: {err}") from err
 
 
 def load_weights(source: str | Path, entry: ModelEntry) -> LoadedWeights:

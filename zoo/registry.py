@@ -81,7 +81,8 @@ class ModelCard:
         num_params: parameter count at ``default_num_classes`` and the default configuration (checked by tests).
         macs: multiply-accumulates of one forward pass at ``input_shape`` (conv, linear and matmul ops).
         input_shape: shape of one example, without the batch dimension.
-        recipes: recipe name -> YAML file in the model package's ``recipes/`` folder; the first is the default.
+        recipes: recipe name -> YAML file (or files, applied in order) in the model package's ``recipes/``
+            folder; the first recipe is the default.
         target_layer: module path that Grad-CAM hooks by default.
     """
 
@@ -90,7 +91,7 @@ class ModelCard:
     license: str
     num_params: int
     input_shape: tuple[int, ...]
-    recipes: Mapping[str, str]
+    recipes: Mapping[str, str | tuple[str, ...]]
     macs: int | None = None
     default_num_classes: int = 1000
     weights: tuple[WeightSet, ...] = ()
@@ -114,13 +115,14 @@ class ModelEntry:
     kwargs_from_checkpoint: KwargsFromCheckpoint | None
     recipe_dir: Path
 
-    def recipe_path(self, name: str | None = None) -> Path:
-        """Absolute path of a recipe YAML (the default recipe when ``name`` is None)."""
+    def recipe_paths(self, name: str | None = None) -> list[Path]:
+        """Absolute paths of a recipe's YAML files (the default recipe when ``name`` is None)."""
         recipes = dict(self.card.recipes)
         name = name or next(iter(recipes))
         if name not in recipes:
             raise KeyError(f"{self.id} has no recipe {name!r}; recipes: {', '.join(recipes)}")
-        return self.recipe_dir / recipes[name]
+        files = recipes[name]
+        return [self.recipe_dir / f for f in ((files,) if isinstance(files, str) else files)]
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -162,9 +164,9 @@ def _discover() -> None:
     global _DISCOVERED
     if _DISCOVERED:
         return
-    _DISCOVERED = True
     for domain in BUILTIN_DOMAINS:
         importlib.import_module(domain)
+    _DISCOVERED = True
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             entry_point.load()

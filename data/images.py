@@ -1,0 +1,302 @@
+"""Image classification data: scikit-learn's bundled digits (offline default), ImageFolder trees and CIFAR.
+
+Sources, chosen by ``dataset`` (``"auto"``: ImageFolder when ``root`` is given, else digits):
+
+- ``digits``: the 1,797 real 8x8 handwritten digits bundled with scikit-learn, upscaled; no download.
+- ``imagefolder``: ``root/<class>/<image>`` (split here, stratified and seeded) or ``root/train/<class>/...``
+  with ``root/val`` (or ``valid``) and optionally ``root/test`` (used as they are).
+- ``cifar10`` / ``cifar100``: torchvision's loaders, downloaded into ``root`` when missing.
+
+Augmentations use albumentations: ``affine`` (small shifts, scales and rotations; no flips, safe for digits
+and text), ``crop_flip`` (CIFAR's pad-crop-flip), ``imagenet`` (random-resized crop and flip; evaluation resizes
+to size/0.875 and centre-crops), ``none``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import albumentations as A
+import lightning as L
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from PIL import Image, UnidentifiedImageError
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+
+from zoo.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl", "boy",
+    "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair", "chimpanzee", "clock",
+    "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish",
+    "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree", "orange",
+    "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy", "porcupine",
+    "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk",
+    "skyscraper", "snail", "snake", "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank",
+    "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale",
+    "willow_tree", "wolf", "woman", "worm",
+)
+Augment = Literal["none", "affine", "crop_flip", "imagenet"]
+Source = Literal["auto", "digits", "imagefolder", "cifar10", "cifar100"]
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as an RGB uint8 array (H, W, 3); a file that cannot be decoded raises DataError."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataError(f"cannot read image {path}: {err}") from None
+
+
+class ArrayImages(Dataset):
+    """Images held in memory: (N, H, W, 3) uint8 and (N,) labels."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: A.Compose):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(image=self.images[index])["image"], int(self.labels[index])
+
+
+class FileImages(Dataset):
+    """Image files with labels (label -1 for unlabelled files, e.g. for prediction)."""
+
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int], transform: A.Compose):
+        self.paths, self.labels, self.transform = list(paths), list(labels), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(image=read_image(self.paths[index]))["image"], self.labels[index]
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def class_folders(root: Path) -> list[str]:
+    """Sorted class-folder names of a class-per-folder tree (without reading the images)."""
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root} has no class folders: expected {root}/<class name>/<image files>")
+    return classes
+
+
+def scan_image_folder(root: Path) -> tuple[list[str], list[Path], list[int]]:
+    """Class names (sorted folder names), image paths and labels of a class-per-folder tree.
+
+    Raises:
+        DataError: when the folder is missing, has no class folders, or a class folder holds no images.
+    """
+    classes = class_folders(root)
+    paths, labels, ignored = [], [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (root / name).rglob("*") if p.is_file())
+        images = [p for p in files if _is_image(p)]
+        ignored += [p for p in files if not _is_image(p) and not p.name.startswith(".")]
+        if not images:
+            raise DataError(f"class folder {root / name} has no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        paths += images
+        labels += [label] * len(images)
+    if ignored:
+        log.warning("%s: %d files that are not images were left out, e.g. %s", root, len(ignored), ignored[0])
+    return classes, paths, labels
+
+
+def list_images(path: Path) -> list[Path]:
+    """An image file, or every image under a folder (recursively), sorted."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError(f"{path} does not exist")
+    images = sorted(p for p in path.rglob("*") if p.is_file() and _is_image(p))
+    if not images:
+        raise DataError(f"{path} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return images
+
+
+def load_digits_rgb() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (1797, 8, 8, 3) uint8 images and (1797,) labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    grey = np.clip(digits.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1), digits.target.astype(np.int64)
+
+
+class ImageClassificationData(L.LightningDataModule):
+    """Image classification batches ``(images (B, 3, S, S) float, labels (B,) int64)``.
+
+    Args:
+        root: ImageFolder tree, or the CIFAR download folder.
+        dataset: where the images come from (see the module docstring); "auto" picks imagefolder or digits.
+        image_size: side S of the square images the model sees.
+        batch_size: examples per batch.
+        augment: training augmentation.
+        val_fraction / test_fraction: split sizes when the source has no fixed validation/test split.
+        predict_path: image file or folder for ``zoo predict``.
+        num_workers: loader processes (default: 0 for in-memory images, else up to 4).
+        seed: seed of the splits.
+    """
+
+    def __init__(self, root: str | None = None, dataset: Source = "auto", image_size: int = 32,
+                 batch_size: int = 64, augment: Augment = "affine", val_fraction: float = 0.1,
+                 test_fraction: float = 0.2, predict_path: str | None = None, num_workers: int | None = None,
+                 mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD,
+                 seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        if dataset == "auto":
+            dataset = "imagefolder" if root else "digits"
+        if dataset != "digits" and not root:
+            raise DataError(f"dataset {dataset!r} needs --data.root (the image folder or the download folder)")
+        self.source = dataset
+        self.root = Path(root).expanduser() if root else None
+        self.class_names = self._class_names()
+        self.num_classes = len(self.class_names)
+        self.predict_paths: list[Path] = []
+
+    def _class_names(self) -> list[str]:
+        if self.source == "digits":
+            return [str(i) for i in range(10)]
+        if self.source == "cifar10":
+            return list(CIFAR10_CLASSES)
+        if self.source == "cifar100":
+            return list(CIFAR100_CLASSES)
+        return class_folders(self._split_dir("train") or self.root)
+
+    def _split_dir(self, split: str) -> Path | None:
+        names = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}[split]
+        return next((self.root / n for n in names if (self.root / n).is_dir()), None)
+
+    # --- transforms -----------------------------------------------------------------------------------------
+    def _transform(self, train: bool) -> A.Compose:
+        size, augment = self.hparams.image_size, self.hparams.augment if train else "none"
+        normalize = [A.Normalize(mean=self.hparams.mean, std=self.hparams.std), ToTensorV2()]
+        if augment == "imagenet":
+            return A.Compose([A.RandomResizedCrop(size=(size, size)), A.HorizontalFlip(), *normalize])
+        if self.hparams.augment == "imagenet":  # evaluation of an ImageNet-style recipe: resize, centre crop
+            return A.Compose([A.SmallestMaxSize(max_size=round(size / 0.875)), A.CenterCrop(size, size), *normalize])
+        resize = [A.Resize(size, size, interpolation=2)]  # cubic: smooth upscaling of tiny images
+        if augment == "affine":
+            resize.append(A.Affine(translate_percent=(-0.1, 0.1), scale=(0.9, 1.1), rotate=(-10, 10), p=0.9))
+        elif augment == "crop_flip":
+            pad = max(1, size // 8)
+            resize += [A.PadIfNeeded(size + 2 * pad, size + 2 * pad, border_mode=0), A.RandomCrop(size, size),
+                       A.HorizontalFlip()]
+        return A.Compose([*resize, *normalize])
+
+    # --- splits ---------------------------------------------------------------------------------------------
+    def _split(self, n: int, labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        index = np.arange(n)
+        seed, val_f, test_f = self.hparams.seed, self.hparams.val_fraction, self.hparams.test_fraction
+        stratify = np.asarray(labels)
+        if test_f > 0:
+            rest, test = train_test_split(index, test_size=test_f, random_state=seed, stratify=stratify)
+        else:
+            rest, test = index, index[:0]
+        val_share = val_f / (1 - test_f)
+        train, val = train_test_split(rest, test_size=val_share, random_state=seed, stratify=stratify[rest])
+        return train, val, test
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            if not self.hparams.predict_path:
+                raise DataError("zoo predict needs --data.predict_path (an image file or a folder of images)")
+            self.predict_paths = list_images(Path(self.hparams.predict_path).expanduser())
+            self.predict_set = FileImages(self.predict_paths, [-1] * len(self.predict_paths), self._transform(False))
+            return
+        train_tf, eval_tf = self._transform(True), self._transform(False)
+        if self.source == "digits":
+            images, labels = load_digits_rgb()
+            train, val, test = self._split(len(labels), labels)
+            self.train_set = ArrayImages(images[train], labels[train], train_tf)
+            self.val_set = ArrayImages(images[val], labels[val], eval_tf)
+            self.test_set = ArrayImages(images[test], labels[test], eval_tf)
+        elif self.source in ("cifar10", "cifar100"):
+            self._setup_cifar(train_tf, eval_tf)
+        else:
+            self._setup_folder(train_tf, eval_tf)
+
+    def _setup_folder(self, train_tf: A.Compose, eval_tf: A.Compose) -> None:
+        train_dir, val_dir, test_dir = self._split_dir("train"), self._split_dir("val"), self._split_dir("test")
+        if train_dir and val_dir:
+            classes, paths, labels = scan_image_folder(train_dir)
+            self.train_set = FileImages(paths, labels, train_tf)
+            for split, folder in (("val", val_dir), ("test", test_dir or val_dir)):
+                split_classes, paths, labels = scan_image_folder(folder)
+                if split_classes != classes:
+                    extra = sorted(set(split_classes) - set(classes))
+                    raise DataError(f"{folder} has classes that {train_dir} lacks: {', '.join(extra)}" if extra
+                                    else f"{folder} lacks classes of {train_dir}: "
+                                         f"{', '.join(sorted(set(classes) - set(split_classes)))}")
+                setattr(self, f"{split}_set", FileImages(paths, labels, eval_tf))
+            return
+        classes, paths, labels = scan_image_folder(self.root)
+        counts = np.bincount(labels)
+        if counts.min() < 3:
+            raise DataError(f"class folder {self.root / classes[int(counts.argmin())]} has {counts.min()} images; "
+                            "at least 3 per class are needed to split train/val/test")
+        train, val, test = self._split(len(paths), labels)
+        pick = lambda idx: ([paths[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
+        self.train_set = FileImages(*pick(train), train_tf)
+        self.val_set = FileImages(*pick(val), eval_tf)
+        self.test_set = FileImages(*pick(test), eval_tf)
+
+    def _setup_cifar(self, train_tf: A.Compose, eval_tf: A.Compose) -> None:
+        from torchvision.datasets import CIFAR10, CIFAR100
+
+        cifar = CIFAR10 if self.source == "cifar10" else CIFAR100
+        try:
+            train = cifar(str(self.root), train=True, download=True)
+            test = cifar(str(self.root), train=False, download=True)
+        except (OSError, RuntimeError) as err:
+            raise DataError(f"could not load {self.source} from {self.root}: {err}") from err
+        if list(train.classes) != self.class_names:
+            raise DataError(f"{self.root}: the {self.source} files name other classes than expected: {train.classes}")
+        labels = np.asarray(train.targets)
+        fit, val = train_test_split(np.arange(len(labels)), test_size=self.hparams.val_fraction,
+                                    random_state=self.hparams.seed, stratify=labels)
+        self.train_set = ArrayImages(train.data[fit], labels[fit], train_tf)
+        self.val_set = ArrayImages(train.data[val], labels[val], eval_tf)
+        self.test_set = ArrayImages(test.data, np.asarray(test.targets), eval_tf)
+
+    # --- loaders --------------------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        if workers is None:
+            workers = 0 if isinstance(dataset, ArrayImages) else min(4, os.cpu_count() or 1)
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, num_workers=workers,
+                          persistent_workers=workers > 0, drop_last=shuffle and len(dataset) > self.hparams.batch_size)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_set, shuffle=False)

@@ -1,0 +1,240 @@
+"""The ``zoo`` command.
+
+    zoo list ['vision/eca*']              registered models, with parameters and MACs
+    zoo info MODEL                        the model card
+    zoo train MODEL [--recipe NAME] [--resume [RUN_ID]] [LightningCLI flags]
+    zoo validate|test|predict [MODEL] --ckpt CHECKPOINT [LightningCLI flags]
+    zoo ui [--port 5000]                  the MLflow UI on the same store as the runs
+
+``train`` and friends are LightningCLI underneath: ``--trainer.max_epochs 5``, ``--data.batch_size 64``,
+``--optimizer.lr 0.01``, ``--optimizer timm.optim.Lamb``, ``--config my.yaml``, ``--print_config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zoo.errors import ZooError
+
+COMMANDS = ("list", "info", "train", "validate", "test", "predict", "ui")
+
+
+# --- list / info ------------------------------------------------------------------------------------------------
+def _format_table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_list(pattern: str) -> int:
+    from zoo.registry import get_card, list_models
+
+    ids = list_models(pattern)
+    if not ids:
+        print(f"no model matches {pattern!r}; `zoo list` shows them all", file=sys.stderr)
+        return 1
+    rows = []
+    for model_id in ids:
+        card = get_card(model_id)
+        macs = f"{card.macs / 1e9:.2f}" if card.macs is not None else "-"
+        weights = ", ".join(w.name for w in card.weights) or "-"
+        shape = "x".join(map(str, card.input_shape))
+        rows.append([model_id, card.task, f"{card.num_params / 1e6:.2f}", macs, shape, weights])
+    print(_format_table(rows, ["model", "task", "params (M)", "GMACs", "input", "weights"]))
+    return 0
+
+
+def cmd_info(model_id: str) -> int:
+    from zoo.cards import card_fields
+
+    fields = card_fields(model_id)
+    width = max(len(label) for label, _ in fields)
+    for label, value in fields:
+        print(f"{label.ljust(width)}  {value}")
+    return 0
+
+
+def cmd_ui(host: str, port: int) -> int:
+    from zoo.tracking import default_tracking_uri
+
+    uri = default_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        print(f"runs are tracked on the MLflow server {uri}: open it in a browser")
+        return 0
+    print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl+C stops it)", flush=True)
+    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
+                            "--port", str(port)])
+
+
+# --- training and evaluation ------------------------------------------------------------------------------------
+def _read_checkpoint(path: str) -> dict[str, Any]:
+    from zoo.hub import _torch_load
+
+    if not Path(path).is_file():
+        raise ZooError(f"no such checkpoint: {path}")
+    checkpoint = _torch_load(Path(path))
+    if not isinstance(checkpoint, dict) or "zoo" not in checkpoint:
+        raise ZooError(f"{path} is not a checkpoint of a zoo run (it lacks the 'zoo' record)")
+    return checkpoint
+
+
+def _config_from_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The model and data config a zoo checkpoint was trained with (weights then come from the checkpoint)."""
+    record = checkpoint["zoo"]
+    model_args = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+    model_args["pretrained"] = None
+    config: dict[str, Any] = {"model": {"class_path": record["task"], "init_args": model_args}}
+    if record.get("datamodule"):
+        data_args = {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items()
+                     if not k.startswith("_")}
+        config["data"] = {"class_path": record["datamodule"], "init_args": data_args}
+    return config
+
+
+def _write_temp_yaml(config: dict[str, Any]) -> str:
+    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="zoo-", delete=False)
+    with handle:
+        yaml.safe_dump(config, handle, sort_keys=False)
+    return handle.name
+
+
+def _find_run_to_resume(model_id: str, run_id: str | None):
+    from mlflow import MlflowClient
+
+    from zoo.tracking import default_tracking_uri
+
+    client = MlflowClient(default_tracking_uri())
+    if run_id:
+        try:
+            return client.get_run(run_id)
+        except Exception as err:
+            raise ZooError(f"no MLflow run {run_id} in {default_tracking_uri()}: {err}") from None
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, f"tags.`zoo.model_id` = '{model_id}'", order_by=["start_time DESC"],
+                              max_results=1) if experiments else []
+    if not runs:
+        raise ZooError(f"no earlier run of {model_id} in {default_tracking_uri()} to resume")
+    return runs[0]
+
+
+def _resume_args(model_id: str, run_id: str | None) -> tuple[list[str], str]:
+    """Flags that continue an earlier run (its config, the same MLflow run) and its last checkpoint."""
+    import mlflow
+
+    from zoo.tracking import CHECKPOINT_ARTIFACT_DIR, default_tracking_uri, local_path
+
+    run = _find_run_to_resume(model_id, run_id)
+    run_id = run.info.run_id
+    artifacts = local_path(run.info.artifact_uri)
+    candidates = [Path.cwd() / "runs" / run_id / CHECKPOINT_ARTIFACT_DIR / "last.ckpt"]
+    if artifacts is not None:
+        candidates.insert(0, artifacts / CHECKPOINT_ARTIFACT_DIR / "last.ckpt")
+    last = next((p for p in candidates if p.is_file()), None)
+    mlflow.set_tracking_uri(default_tracking_uri())
+    if last is None:
+        try:
+            last = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{CHECKPOINT_ARTIFACT_DIR}/last.ckpt"))
+        except Exception as err:
+            raise ZooError(f"run {run_id} has no last.ckpt to resume from: {err}") from None
+    try:
+        config = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/config.yaml")
+    except Exception:
+        config = _write_temp_yaml(_config_from_checkpoint(_read_checkpoint(str(last))))
+    print(f"resuming MLflow run {run_id} from {last}")
+    return ["--config", str(config), "--trainer.logger.init_args.run_id", run_id, "--model.pretrained", "null"], \
+        str(last)
+
+
+def _recipe_args(model_id: str, recipe: str | None) -> list[str]:
+    from zoo.registry import get_entry
+
+    entry = get_entry(model_id)
+    try:
+        paths = entry.recipe_paths(recipe)
+    except KeyError as err:
+        raise ZooError(str(err.args[0])) from None
+    return [arg for path in paths for arg in ("--config", str(path))]
+
+
+def cmd_lightning(command: str, argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"zoo {command}", add_help=False)
+    parser.add_argument("model", nargs="?")
+    parser.add_argument("--recipe")
+    parser.add_argument("--resume", nargs="?", const="latest")
+    parser.add_argument("--ckpt")
+    parser.add_argument("--output", default="predictions.csv")
+    known, rest = parser.parse_known_args(argv)
+    model_id = known.model if known.model and not known.model.startswith("-") else None
+    if model_id is None and command == "train" and not any(a in rest for a in ("-h", "--help")):
+        raise ZooError("zoo train needs a model id, e.g. `zoo train vision/eca_resnet50` (`zoo list` shows them)")
+    if command != "train" and known.ckpt is None and not any(a in rest for a in ("-h", "--help")):
+        raise ZooError(f"zoo {command} needs --ckpt CHECKPOINT (a best.ckpt or last.ckpt of a zoo run)")
+
+    from zoo.registry import get_card
+
+    args: list[str] = []
+    ckpt_path = known.ckpt
+    if known.ckpt:
+        checkpoint = _read_checkpoint(known.ckpt)
+        ckpt_model = checkpoint["zoo"]["model_id"]
+        if model_id and model_id != ckpt_model:
+            raise ZooError(f"{known.ckpt} is a checkpoint of {ckpt_model}, not {model_id}")
+        model_id = ckpt_model
+        args += _recipe_args(model_id, known.recipe)
+        args += ["--config", _write_temp_yaml(_config_from_checkpoint(checkpoint))]
+    elif model_id:
+        args += _recipe_args(model_id, known.recipe)  # an unknown id fails here, with suggestions
+        if known.resume:
+            resume_args, ckpt_path = _resume_args(model_id, None if known.resume == "latest" else known.resume)
+            args += resume_args
+        args += ["--model.model", model_id]
+    task = get_card(model_id).task if model_id else "image_classification"
+
+    from zoo.runner import run_lightning
+
+    return run_lightning(command, task, args + rest, ckpt_path=ckpt_path, predictions=known.output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="zoo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("command", choices=COMMANDS)
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        parser.error(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    try:
+        if command == "list":
+            return cmd_list(rest[0] if rest else "*")
+        if command == "info":
+            if len(rest) != 1:
+                parser.error("usage: zoo info MODEL")
+            return cmd_info(rest[0])
+        if command == "ui":
+            ui = argparse.ArgumentParser(prog="zoo ui")
+            ui.add_argument("--host", default="127.0.0.1")
+            ui.add_argument("--port", type=int, default=5000)
+            options = ui.parse_args(rest)
+            return cmd_ui(options.host, options.port)
+        return cmd_lightning(command, rest)
+    except ZooError as err:
+        print(f"zoo {command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

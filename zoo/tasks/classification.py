@@ -1,0 +1,134 @@
+"""Classification of images (and any model whose forward gives (B, num_classes) logits)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from zoo.tasks.base import ZooTask
+from zoo.tasks.plots import confusion_matrix_figure
+from zoo.tracking import mlflow_logger
+
+
+def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """Accuracy (micro: the fraction correct), top-5 accuracy when there are more than 5 classes, macro F1."""
+    metrics: dict[str, Any] = {
+        "acc": MulticlassAccuracy(num_classes, average="micro"),
+        "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+    }
+    if num_classes > 5:
+        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+    return MetricCollection(metrics, prefix=prefix)
+
+
+class ClassificationTask(ZooTask):
+    """Cross-entropy classification with accuracy, top-5 accuracy and macro F1, and a confusion matrix plot.
+
+    Args:
+        class_names: names of the classes in label order (linked from the data module), for plots and predictions.
+        label_smoothing: cross-entropy label smoothing.
+        (The other arguments are those of ``zoo.tasks.base.ZooTask``.)
+
+    Batches are ``(images (B, C, H, W), labels (B,))``; prediction batches may omit the labels.
+    """
+
+    monitor = "val/acc"
+    monitor_mode = "max"
+    data_links = (("num_classes", "num_classes"), ("class_names", "class_names"))
+
+    def __init__(self, model: str, num_classes: int | None = None, class_names: list[str] | None = None,
+                 pretrained: str | None = None, model_kwargs: dict[str, Any] | None = None,
+                 label_smoothing: float = 0.0, optimizer: dict | None = None,
+                 lr_scheduler: dict | None = None, decay_norm_and_bias: bool = True,
+                 ema_decay: float | None = None):
+        super().__init__(model, num_classes, pretrained, model_kwargs, optimizer, lr_scheduler, decay_norm_and_bias,
+                         ema_decay)
+        self.save_hyperparameters()
+        self.num_classes = self.model.zoo_config["num_classes"]
+        self.class_names = class_names or [str(i) for i in range(self.num_classes)]
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.train_metrics = MulticlassAccuracy(self.num_classes, average="micro")
+        self.val_metrics = classification_metrics(self.num_classes, "val/")
+        self.test_metrics = classification_metrics(self.num_classes, "test/")
+        self.val_confusion = MulticlassConfusionMatrix(self.num_classes)
+        self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> logits (B, num_classes)."""
+        return self.eval_model(images) if not self.training else self.model(images)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self.model(images)
+        loss = self.criterion(logits, labels)
+        self.check_finite(loss)
+        self.train_metrics(logits, labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch, metrics: MetricCollection, confusion: MulticlassConfusionMatrix, stage: str) -> None:
+        images, labels = batch
+        logits = self.eval_model(images)
+        self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True)
+        metrics.update(logits, labels)
+        confusion.update(logits, labels)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, self.val_confusion, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, self.test_confusion, "test")
+
+    def _end_of_evaluation(self, metrics: MetricCollection, confusion: MulticlassConfusionMatrix, stage: str):
+        values = metrics.compute()
+        accuracy = values.pop(f"{stage}/acc")
+        self.log(f"{stage}/acc", accuracy, prog_bar=True, sync_dist=True)
+        self.log_dict(values, sync_dist=True)
+        metrics.reset()
+        matrix = confusion.compute().cpu().numpy()
+        confusion.reset()
+        logger = mlflow_logger(self.trainer)
+        if logger is not None and not self.trainer.sanity_checking:
+            figure = confusion_matrix_figure(matrix, self.class_names, f"{stage} confusion matrix")
+            logger.log_figure(figure, f"plots/{stage}_confusion_matrix.png")
+            plt.close(figure)
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_of_evaluation(self.val_metrics, self.val_confusion, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._end_of_evaluation(self.test_metrics, self.test_confusion, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Class probabilities and the top classes (up to 5) of each example."""
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        probabilities = self.eval_model(images).softmax(dim=-1)
+        top = probabilities.topk(min(5, self.num_classes), dim=-1)
+        return {"probabilities": probabilities, "top_indices": top.indices, "top_scores": top.values}
+
+    def prediction_rows(self, predictions: list[dict[str, torch.Tensor]], datamodule: Any) -> list[dict[str, Any]]:
+        """One CSV row per example: its path (when the data module lists them), top class and score, top 5."""
+        indices = torch.cat([p["top_indices"] for p in predictions]).tolist()
+        scores = torch.cat([p["top_scores"] for p in predictions]).tolist()
+        names = getattr(datamodule, "predict_paths", None) or range(len(indices))
+        rows = []
+        for name, top, score in zip(names, indices, scores, strict=True):
+            rows.append({
+                "input": str(name),
+                "label": self.class_names[top[0]],
+                "score": f"{score[0]:.6f}",
+                "top5": ";".join(f"{self.class_names[i]}:{s:.4f}" for i, s in zip(top, score, strict=True)),
+            })
+        return rows
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["zoo"]["class_names"] = self.class_names

@@ -1,0 +1,277 @@
+"""MLflow defaults for every zoo run, and the fixes Lightning's MLflow pieces need with MLflow 3.
+
+- The default store is embedded: ``sqlite:///<absolute cwd>/mlflow.db`` with artifacts in ``<cwd>/mlruns``
+  (Lightning's own default, a ``file:`` store, fails in MLflow >= 3.13). ``MLFLOW_TRACKING_URI`` points elsewhere.
+- With a local artifact store the checkpoints are written straight into the run's artifact folder, so the run
+  holds them without a copy; with a remote server they are written under ``<cwd>/runs/<run_id>`` and uploaded.
+- Params are logged untruncated up to MLflow's 6000-character limit (Lightning cuts at 250), and a resumed run
+  keeps its params: settings that changed are recorded as a ``config-resume-N.yaml`` artifact instead of failing.
+- The resolved config goes to the run as ``config.yaml`` and as params (LightningCLI's SaveConfigCallback cannot
+  write it when the logger has no local log dir).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import lightning
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from zoo.errors import ZooError
+
+MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
+CHECKPOINT_ARTIFACT_DIR = "checkpoints"
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else an absolute sqlite store in the current directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+
+
+def local_path(uri: str) -> Path | None:
+    """The filesystem path of a ``file:`` URI or plain path, or None for remote URIs."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(unquote(parsed.path))
+    return None
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{name}/"))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+def git_commit(path: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_tags(model_id: str | None) -> dict[str, str]:
+    """Tags every zoo run carries: the model id, package versions, git commits and the command line."""
+    import mlflow
+
+    import zoo
+
+    tags = {
+        "zoo.version": zoo.__version__,
+        "zoo.command": " ".join(["zoo", *sys.argv[1:]])[:MAX_PARAM_LENGTH],
+        "versions.torch": torch.__version__,
+        "versions.lightning": lightning.__version__,
+        "versions.mlflow": mlflow.__version__,
+        "versions.python": platform.python_version(),
+    }
+    if model_id:
+        tags["zoo.model_id"] = model_id
+    for name, path in (("zoo", Path(zoo.__file__).parent), ("cwd", Path.cwd())):
+        commit = git_commit(path)
+        if commit:
+            tags[f"git.commit.{name}"] = commit
+    if "git.commit.zoo" in tags:
+        tags["mlflow.source.git.commit"] = tags["git.commit.zoo"]
+    return tags
+
+
+class ZooMLFlowLogger(MLFlowLogger):
+    """Lightning's MLFlowLogger with zoo's defaults and MLflow 3 fixes.
+
+    Args:
+        experiment_name: MLflow experiment (created when missing).
+        run_name: display name of the run (MLflow picks one when None).
+        run_id: continue this existing run instead of creating one (``zoo train --resume`` sets it).
+        tracking_uri: defaults to :func:`default_tracking_uri`.
+        register_as: also register the trained model in the MLflow model registry under this name.
+    """
+
+    def __init__(self, experiment_name: str = "zoo", run_name: str | None = None, run_id: str | None = None,
+                 tracking_uri: str | None = None, tags: dict[str, Any] | None = None, register_as: str | None = None):
+        uri = tracking_uri or default_tracking_uri()
+        artifact_location = None
+        if uri.startswith("sqlite:"):
+            artifact_location = (Path.cwd().resolve() / "mlruns" / experiment_name.replace("/", "_")).as_uri()
+        super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, tags=tags,
+                         log_model=False, artifact_location=artifact_location, run_id=run_id)
+        self.resumed = run_id is not None
+        self.register_as = register_as
+
+    @property
+    def experiment(self):
+        try:
+            return super().experiment
+        except Exception as err:
+            if self.resumed and "RESOURCE_DOES_NOT_EXIST" in str(err):
+                raise ZooError(f"no MLflow run {self._run_id} in {self._tracking_uri}") from err
+            raise
+
+    @property
+    def save_dir(self) -> str:
+        """Local root for what Lightning writes next to a run (it has no local dir with a non-file store)."""
+        return str(Path.cwd().resolve() / "runs")
+
+    @property
+    def artifact_dir(self) -> Path | None:
+        """The run's artifact folder when the artifact store is local, else None."""
+        return local_path(self.experiment.get_run(self.run_id).info.artifact_uri)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where this run's checkpoints go: inside the run's artifacts when they are local."""
+        artifacts = self.artifact_dir
+        if artifacts is not None:
+            return artifacts / CHECKPOINT_ARTIFACT_DIR
+        return Path(self.save_dir) / self.run_id / CHECKPOINT_ARTIFACT_DIR
+
+    @property
+    def ui_url(self) -> str:
+        """The run's page in the MLflow UI (``zoo ui`` serves http://127.0.0.1:5000 for the local store)."""
+        base = self._tracking_uri if self._tracking_uri.startswith("http") else "http://127.0.0.1:5000"
+        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any) -> None:
+        """Log params untruncated; on a resumed run keep the first values and record changes as an artifact."""
+        from mlflow.entities import Param
+
+        params = _flatten(params if isinstance(params, Mapping) else vars(params))
+        if self.resumed:
+            existing = self.experiment.get_run(self.run_id).data.params
+            changed = {k: (existing[k], v) for k, v in params.items() if k in existing and existing[k] != v}
+            params = {k: v for k, v in params.items() if k not in existing}
+            if changed:
+                lines = [f"{k}: {new}  # was {old}" for k, (old, new) in sorted(changed.items())]
+                count = sum(1 for a in self.experiment.list_artifacts(self.run_id) if a.path.startswith("config-"))
+                self.log_text("\n".join(lines) + "\n", f"config-resume-{count + 1}.yaml")
+                warnings.warn(f"resumed run {self.run_id}: {len(changed)} settings differ from the first run "
+                              "(MLflow params cannot change); they are recorded in config-resume-*.yaml",
+                              stacklevel=2)
+        items = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.experiment.log_batch(run_id=self.run_id, params=items[start:start + 100])
+
+    @rank_zero_only
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.experiment.log_text(self.run_id, text, artifact_file)
+
+    @rank_zero_only
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        self.experiment.log_figure(self.run_id, figure, artifact_file)
+
+    @rank_zero_only
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.experiment.log_artifact(self.run_id, str(path), artifact_path)
+
+    @rank_zero_only
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.experiment.set_tag(self.run_id, key, value)
+
+    @rank_zero_only
+    def log_model_folder(self, folder: Path, name: str, tags: Mapping[str, str]) -> str:
+        """Record a ``save_pretrained`` folder as an MLflow LoggedModel of this run; returns ``models:/<id>``.
+
+        The model then loads with ``zoo.create_model(id, pretrained="models:/<id>")``, and registered versions
+        with ``models:/<name>/<version>``.
+        """
+        client = self.experiment
+        logged = client.create_logged_model(experiment_id=self.experiment_id, name=name, source_run_id=self.run_id,
+                                            tags=dict(tags))
+        client.log_model_artifacts(logged.model_id, str(folder))
+        client.finalize_logged_model(logged.model_id, "READY")
+        uri = f"models:/{logged.model_id}"
+        if self.register_as:
+            import mlflow
+
+            mlflow.set_tracking_uri(self._tracking_uri)
+            mlflow.register_model(uri, self.register_as)
+        return uri
+
+
+def mlflow_logger(trainer: Trainer) -> ZooMLFlowLogger | None:
+    return next((lg for lg in trainer.loggers if isinstance(lg, ZooMLFlowLogger)), None)
+
+
+class ZooCheckpoint(ModelCheckpoint):
+    """``best.ckpt`` (by the task's monitored metric) and ``last.ckpt``, in the MLflow run's checkpoint folder."""
+
+    def __init__(self, dirpath: str | None = None):
+        super().__init__(dirpath=dirpath, filename="best", save_last=True, save_top_k=1,
+                         auto_insert_metric_name=False, enable_version_counter=False)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        monitor, mode = getattr(pl_module, "monitor", None), getattr(pl_module, "monitor_mode", "min")
+        if monitor and self.monitor is None:
+            self.monitor = monitor
+            self._ModelCheckpoint__init_monitor_mode(mode)
+        logger = mlflow_logger(trainer)
+        if self.dirpath is None and logger is not None:
+            self.dirpath = str(logger.checkpoint_dir)
+        super().setup(trainer, pl_module, stage)
+
+
+class ZooSaveConfig(SaveConfigCallback):
+    """Log the resolved config to MLflow (``config.yaml`` + params + tags) instead of a local log dir."""
+
+    def __init__(self, parser, config, config_filename: str = "config.yaml", overwrite: bool = False,
+                 multifile: bool = False, save_to_log_dir: bool = False):
+        super().__init__(parser, config, config_filename, overwrite, multifile, save_to_log_dir=False)
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        logger = mlflow_logger(trainer)
+        if logger is None:
+            return
+        text = self.parser.dump(self.config, skip_none=False)
+        model_id = getattr(pl_module, "model_id", None)
+        if not logger.resumed:  # a resumed run keeps its first config.yaml; changes go to config-resume-N.yaml
+            logger.log_text(text, self.config_filename)
+        logger.log_hyperparams(self.config.as_dict() if hasattr(self.config, "as_dict") else dict(self.config))
+        logger.set_tags(run_tags(model_id))
+
+
+class RunArtifacts(Callback):
+    """Upload checkpoints when the artifact store is remote, log the best weights as an MLflow model, and record
+    why a run failed."""
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        logger = mlflow_logger(trainer)
+        checkpoint = trainer.checkpoint_callback
+        if logger is None or trainer.global_rank != 0 or not isinstance(checkpoint, ModelCheckpoint):
+            return
+        if logger.artifact_dir is None:
+            for path in (checkpoint.best_model_path, checkpoint.last_model_path):
+                if path:
+                    logger.log_artifact(path, CHECKPOINT_ARTIFACT_DIR)
+        best = checkpoint.best_model_path or checkpoint.last_model_path
+        if best and hasattr(pl_module, "export_pretrained"):
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = pl_module.export_pretrained(best, Path(tmp) / "model")
+                model_id = pl_module.model_id
+                pl_module.logged_model_uri = logger.log_model_folder(
+                    folder, model_id.rpartition("/")[2], {"zoo.model_id": model_id})
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        logger = mlflow_logger(trainer)
+        if logger is not None and logger._initialized:
+            logger.set_tags({"zoo.failure": f"{type(exception).__name__}: {exception}"[:MAX_PARAM_LENGTH]})
