@@ -27,6 +27,7 @@ that names the nearest ones.
 from __future__ import annotations
 
 import math
+from dataclasses import fields, replace
 from functools import partial
 from typing import Any
 
@@ -111,13 +112,17 @@ class HaloNet(ByobNet):
         num_classes: classifier outputs; 0 gives a model that returns pooled features.
         in_chans: input image channels.
         name: the model's name in error messages.
-        **kwargs: ``ByobNet`` options (``drop_rate``, ``drop_path_rate``, ``zero_init_last``, ...).
+        **kwargs: ``ByobNet`` options (``drop_rate``, ``drop_path_rate``, ``zero_init_last``, ...) and overrides of
+            ``ByoModelCfg`` fields (e.g. ``width_factor=0.25``, ``self_attn_kwargs={"block_size": 2, "halo_size": 1}``
+            for a small variant).
     """
 
     def __init__(self, cfg: ByoModelCfg, num_classes: int = 1000, in_chans: int = 3, name: str = "halonet",
                  **kwargs: Any):
         if kwargs.get("output_stride", 32) != 32:
             raise ValueError("HaloNet supports output_stride=32 only: halo attention has no dilated form")
+        cfg_fields = {f.name for f in fields(ByoModelCfg)}
+        cfg = replace(cfg, **{k: kwargs.pop(k) for k in list(kwargs) if k in cfg_fields})
         super().__init__(cfg, num_classes=num_classes, in_chans=in_chans, **kwargs)
         self.name = name
         self.halo_layers = self._halo_layers(cfg)
@@ -290,11 +295,12 @@ _RECIPES = {"quickstart": "digits.yaml", "paper": "halonet_imagenet.yaml"}
 _PAPER_NOTES = (
     "The paper's H{n} configuration (b={b}, h={h}, r_v={rv}, r_b={rb}, l3={l3}, d_f={df}); no official code or "
     "weights. Built from timm's ByobNet; rel-position tables indexed by the true displacement in strided layers "
-    "(strided_pos='timm' gives timm's indexing). Inputs: multiples of {multiple} px."
+    "(strided_pos='timm' gives timm's indexing). Inputs: multiples of {multiple} px, so the digits quickstart needs "
+    "--data.image_size {multiple}."
 )
 _TIMM_NOTES = (
     "timm's {name} ({tag}); weights load unchanged from timm's safetensors or .pth files. Halo layers need height "
-    "and width that are multiples of 256 px."
+    "and width that are multiples of 256 px, so the digits quickstart needs --data.image_size 256."
 )
 
 

@@ -200,3 +200,31 @@ def test_big_paper_models_run_forward_backward_at_their_input(model_id):
     out = model(torch.randn(1, *get_card(model_id).input_shape))
     out.sum().backward()
     assert out.shape == (1, 10)
+
+
+@pytest.mark.slow
+def test_tiny_halonet_learns_digits_with_the_quickstart_recipe():
+    """A small halonet26t (1/8 width; halo blocks b=2, h=1, so 64 px inputs fit) trained for 4 epochs on the bundled
+    digits by the task and data module `zoo train` uses, with the quickstart recipe's optimiser and schedule."""
+    import lightning as L
+
+    from data.images import ImageClassificationData
+    from zoo.cards import recipe_config
+    from zoo.registry import get_entry
+    from zoo.tasks import ClassificationTask
+
+    recipe = recipe_config(get_entry("vision/halonet26t"), "quickstart")
+    L.seed_everything(0)
+    small = {"width_factor": 0.125, "self_attn_kwargs": {"block_size": 2, "halo_size": 1, "num_heads": 4}}
+    task = ClassificationTask(
+        model="vision/halonet26t", num_classes=10, model_kwargs=small,
+        label_smoothing=recipe["model"]["init_args"]["label_smoothing"],
+        optimizer=recipe["optimizer"], lr_scheduler=recipe["lr_scheduler"],
+    )
+    assert task.model.input_multiple == 64
+    data = ImageClassificationData(**{**recipe["data"]["init_args"], "image_size": 64})
+    trainer = L.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(task, datamodule=data)
+    accuracy = trainer.test(task, datamodule=data, verbose=False)[0]["test/acc"]
+    assert accuracy > 0.5, f"test accuracy {accuracy:.3f} after 4 epochs (chance 0.1)"
