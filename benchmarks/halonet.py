@@ -4,8 +4,11 @@ Measures forward + backward steps per second of ``vision/halonet26t`` (or anothe
 reproduces, at the same batch, input size, threads and weights, alternating the two so that a change in machine load
 hits both. Prints each rate, the ratio zoo / timm, and the load average before and after.
 
-    python benchmarks/halonet.py                       # halonet26t, batch 8, 256 px, CPU
-    python benchmarks/halonet.py --model vision/halonet50ts --batch 32 --device cuda
+    python -m benchmarks.halonet                       # halonet26t, batch 8, 256 px, CPU
+    python -m benchmarks.halonet --model vision/halonet50ts --batch 32 --device cuda
+
+(Run it as a module from the repository root: as a script, the other files in benchmarks/ would shadow the packages
+of the same name, e.g. benchmarks/tabular.py the ``tabular`` models.)
 """
 
 from __future__ import annotations
@@ -83,9 +86,11 @@ def main() -> None:
         for _ in range(args.warmup):
             _step_time(model, x, target)
     times: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(args.steps):  # alternate so that load changes hit both
-        for name, model in models.items():
-            times[name].append(_step_time(model, x, target))
+    order = list(models)
+    for _ in range(args.steps):  # interleave, swapping who goes first, so that load changes hit both alike
+        for name in order:
+            times[name].append(_step_time(models[name], x, target))
+        order.reverse()
     print(f"after:  {_load()}")
     rates = {name: 1.0 / statistics.median(t) for name, t in times.items()}
     for name, rate in rates.items():
