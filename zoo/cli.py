@@ -166,14 +166,15 @@ def _recipe_args(model_id: str, recipe: str | None) -> list[str]:
 
 
 def cmd_lightning(command: str, argv: list[str]) -> int:
+    # The model id is the first argument or nothing: a positional parsed anywhere would take the value of a
+    # LightningCLI flag (``zoo predict --ckpt X --data.path new.csv`` read "new.csv" as the model).
+    model_id = argv[0] if argv and not argv[0].startswith("-") else None
     parser = argparse.ArgumentParser(prog=f"zoo {command}", add_help=False)
-    parser.add_argument("model", nargs="?")
     parser.add_argument("--recipe")
     parser.add_argument("--resume", nargs="?", const="latest")
     parser.add_argument("--ckpt")
     parser.add_argument("--output", default="predictions.csv")
-    known, rest = parser.parse_known_args(argv)
-    model_id = known.model if known.model and not known.model.startswith("-") else None
+    known, rest = parser.parse_known_args(argv[1:] if model_id else argv)
     if model_id is None and command == "train" and not any(a in rest for a in ("-h", "--help")):
         raise ZooError("zoo train needs a model id, e.g. `zoo train vision/eca_resnet50` (`zoo list` shows them)")
     if command != "train" and known.ckpt is None and not any(a in rest for a in ("-h", "--help")):

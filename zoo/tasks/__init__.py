@@ -3,8 +3,9 @@
 from zoo.tasks.base import ZooTask
 from zoo.tasks.classification import ClassificationTask
 from zoo.tasks.schedules import WarmupCosineLR
+from zoo.tasks.tabular import TabularTask
 
 # Model-card task kind -> the task class that trains it.
-TASKS: dict[str, type[ZooTask]] = {"image_classification": ClassificationTask}
+TASKS: dict[str, type[ZooTask]] = {"image_classification": ClassificationTask, "tabular": TabularTask}
 
-__all__ = ["TASKS", "ClassificationTask", "WarmupCosineLR", "ZooTask"]
+__all__ = ["TASKS", "ClassificationTask", "TabularTask", "WarmupCosineLR", "ZooTask"]
