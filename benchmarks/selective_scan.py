@@ -10,6 +10,11 @@ and after, since the cores may be shared.
     python benchmarks/selective_scan.py                        # everything, VMamba-T step at 224 px, batch 1
     python benchmarks/selective_scan.py --skip-model --reps 5  # scan calls only
     python benchmarks/selective_scan.py --size 112 --batch 4 --threads 1
+
+On a machine whose cores are shared (load average above the core count), run with ``--threads 1`` or with
+``OMP_WAIT_POLICY=PASSIVE``: otherwise OpenMP threads spin-wait for descheduled partners and every multi-threaded
+op (the fast scan's are large enough to be split across threads, the reference's per-step ops are not) slows down
+several-fold, which measures the contention rather than the code.
 """
 
 from __future__ import annotations

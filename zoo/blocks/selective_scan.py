@@ -28,7 +28,9 @@ official parameter names so that official checkpoints load as they are.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -41,12 +43,12 @@ __all__ = ["SS2D", "ScanMethod", "cross_merge_2d", "cross_scan_2d", "selective_s
 
 ScanMethod = Literal["reference", "fast"]
 
-# Elements of one (L, batch-tile, N, channel-tile) work buffer of the fast scan: 2M float32 = 8 MiB, so that the
-# two buffers of the forward (four of the backward) stay in a server CPU's L3 cache. Measured on a 2-core EPYC
-# (VMamba-T stage 1): 1M and 2M within ~10 %, 512K ~1.4x and 256K ~1.8x slower (per-op overhead).
-TILE_ELEMENTS = 1 << 21
-# Steps per chunk of the two-level scan (applied recursively to the chunk states). 4-16 measured within ~10 %.
-CHUNK_SIZE = 8
+# Elements of the decay buffer of one tile of (L, batch, N, channels) (16 MiB in float32; the backward has two).
+TILE_ELEMENTS = 1 << 22
+# Elements of the state slab that one op of the chunked scan works on (one step of every chunk): the chunk length
+# is chosen per tile to get about this many. On a 2-core EPYC, 256K was fastest (64K ~1.2x, 16K ~1.9x slower at
+# VMamba-T stage 1; 1M ~1.1x slower).
+STEP_ELEMENTS = 1 << 18
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -112,7 +114,8 @@ def selective_scan(
         delta_softplus: apply softplus to (delta + delta_bias).
         return_last_state: also return the final state h_{L-1}.
         method: "fast" (chunked scan, custom backward) or "reference" (sequential loop).
-        chunk_size: steps per chunk of the fast scan (default ``CHUNK_SIZE``); any value >= 2 gives the same result.
+        chunk_size: steps per chunk of the fast scan (default: chosen per tile for speed); any value >= 2
+            gives the same result.
 
     Returns:
         y (batch, channels, length) in u's dtype, and with ``return_last_state`` the final state
@@ -136,7 +139,7 @@ def selective_scan(
     if method == "reference":
         y, last_state = _scan_reference(u, delta, A, B, C)
     else:
-        y, last_state = _ChunkedSelectiveScan.apply(u, delta, A, B, C, chunk_size or CHUNK_SIZE)
+        y, last_state = _ChunkedSelectiveScan.apply(u, delta, A, B, C, chunk_size)
 
     if D is not None:
         y = y + u * D.to(dtype).unsqueeze(-1)
@@ -245,7 +248,7 @@ def _tiles(batch: int, groups: int, per_group: int, length: int, state: int):
 class _Buffers:
     """Flat work buffers reused by every tile of one call (fresh large allocations cost page faults).
 
-    Each holds one step more than a tile needs, for the padded decay of the backward.
+    Each holds one step more than a tile needs (the padded decays and states of the backward).
     """
 
     def __init__(self, count: int, batch: int, groups: int, per_group: int, length: int, state: int,
@@ -255,20 +258,165 @@ class _Buffers:
         self.flat = [torch.empty(numel, dtype=like.dtype, device=like.device) for _ in range(count)]
 
     def views(self, shape: tuple[int, ...]) -> list[torch.Tensor]:
-        """Views of the given (steps, ...) shape; ``steps`` may be the tile's length + 1."""
         numel = math.prod(shape)
         return [buf[:numel].view(shape) for buf in self.flat]
+
+
+Visit = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], None]
+
+
+def _scan_states(decay: torch.Tensor, drive_u: torch.Tensor, drive_b: torch.Tensor, chunk: int,
+                 visit: Visit) -> torch.Tensor:
+    """h_t = a_t h_{t-1} + du_t B_t over dim 0 (h_{-1} = 0), handing every state to ``visit`` without storing them.
+
+    decay: (L, b, n, d) = a_t; drive_u: (L, b, 1, d) = delta_t u_t; drive_b: (L, b, n, 1) = B_t.
+    ``visit(step, h)`` gets the states of one step of every chunk at once, h (m, b, n, d), and ``step``, which
+    selects the matching (m, ...) slab of any (L, ...) tensor (e.g. to write outputs). Returns h_{L-1} (b, n, d).
+
+    Pass 1 finds every chunk's end state from a zero start, :func:`_linear_scan_` carries those across chunks
+    (decays per chunk = products of a_t <= 1), and pass 2 replays each chunk from its true starting state.
+    """
+    length = decay.shape[0]
+    n_chunks = length // chunk if length >= 2 * chunk else 0
+    main = n_chunks * chunk
+    if n_chunks:
+        def col(t: torch.Tensor, tau: int) -> torch.Tensor:
+            return t[:main].view(n_chunks, chunk, *t.shape[1:])[:, tau]
+
+        end = torch.mul(col(drive_u, 0), col(drive_b, 0))
+        for tau in range(1, chunk):
+            end.mul_(col(decay, tau)).addcmul_(col(drive_u, tau), col(drive_b, tau))
+        _linear_scan_(decay[:main].view(n_chunks, chunk, -1).prod(dim=1), end.view(n_chunks, -1), chunk)
+        h = torch.zeros_like(end)
+        h[1:] = end[:-1]
+        for tau in range(chunk):
+            h.mul_(col(decay, tau)).addcmul_(col(drive_u, tau), col(drive_b, tau))
+            visit(functools.partial(col, tau=tau), h)
+        h = h[-1:]
+    else:
+        h = decay.new_zeros(1, *decay.shape[1:])
+    for t in range(main, length):
+        h.mul_(decay[t:t + 1]).addcmul_(drive_u[t:t + 1], drive_b[t:t + 1])
+        visit(lambda x, t=t: x[t:t + 1], h)
+    return h[0]
+
+
+def _scan_adjoints(decay_next: torch.Tensor, grad_y: torch.Tensor, C: torch.Tensor, chunk: int,
+                   final: torch.Tensor | None, visit: Visit) -> None:
+    """lam_t = a_{t+1} lam_{t+1} + g_t C_t backwards over dim 0 (lam_L = 0), plus ``final`` at t = L-1.
+
+    decay_next: (L, b, n, d) = a_{t+1} (0 at t = L-1); grad_y: (L, b, 1, d); C: (L, b, n, 1); final: (b, n, d).
+    The mirror image of :func:`_scan_states` (chunks aligned to the end), visiting the steps in reverse order.
+    """
+    length = decay_next.shape[0]
+    n_chunks = length // chunk if length >= 2 * chunk else 0
+    head = length - n_chunks * chunk
+    if n_chunks:
+        def col(t: torch.Tensor, tau: int) -> torch.Tensor:
+            return t[head:].view(n_chunks, chunk, *t.shape[1:])[:, tau]
+
+        start = torch.mul(col(grad_y, chunk - 1), col(C, chunk - 1))
+        if final is not None:
+            start[-1] += final
+        for tau in range(chunk - 2, -1, -1):
+            start.mul_(col(decay_next, tau)).addcmul_(col(grad_y, tau), col(C, tau))
+        _linear_scan_reverse_(decay_next[head:].view(n_chunks, chunk, -1).prod(dim=1), start.view(n_chunks, -1),
+                              chunk)
+        lam = torch.zeros_like(start)
+        lam[:-1] = start[1:]
+        for tau in range(chunk - 1, -1, -1):
+            lam.mul_(col(decay_next, tau)).addcmul_(col(grad_y, tau), col(C, tau))
+            if tau == chunk - 1 and final is not None:
+                lam[-1] += final
+            visit(functools.partial(col, tau=tau), lam)
+        lam = lam[:1]
+    else:
+        lam = decay_next.new_zeros(1, *decay_next.shape[1:])
+    for t in range(head - 1, -1, -1):
+        lam.mul_(decay_next[t:t + 1]).addcmul_(grad_y[t:t + 1], C[t:t + 1])
+        if t == length - 1 and final is not None:
+            lam += final
+        visit(lambda x, t=t: x[t:t + 1], lam)
+
+
+def _chunk_length(length: int, slab: int, chunk_size: int | None) -> int:
+    """Steps per chunk for a tile whose states at one step hold ``slab`` elements.
+
+    Enough chunks that one step of all of them is about STEP_ELEMENTS elements (big enough to amortise an op's
+    fixed cost, small enough to stay in cache); a chunk as long as the sequence means a plain sequential scan.
+    """
+    if chunk_size is not None:
+        return chunk_size
+    n_chunks = STEP_ELEMENTS // slab
+    return max(2, -(-length // n_chunks)) if n_chunks >= 2 else length
+
+
+class _TileOutput:
+    """Forward visitor: y_t = sum_n C_t h_t for the steps it is shown. C: (L, b, n, 1); y: (L, b, 1, d)."""
+
+    def __init__(self, C: torch.Tensor, y: torch.Tensor, work: torch.Tensor):
+        self.C, self.y, self.work = C, y, work
+
+    def __call__(self, step: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor) -> None:
+        work = self.work[:h.shape[0]]
+        torch.mul(h, step(self.C), out=work)
+        torch.sum(work, 2, keepdim=True, out=step(self.y))
+
+
+class _TileStates:
+    """Backward visitor 1: keeps every state h_t (in ``states[1:]``) and forms dC_t = sum_d g_t h_t."""
+
+    def __init__(self, states: torch.Tensor, grad_y: torch.Tensor, grad_C: torch.Tensor, work: torch.Tensor):
+        self.states, self.grad_y, self.grad_C, self.work = states, grad_y, grad_C, work
+
+    def __call__(self, step: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor) -> None:
+        work = self.work[:h.shape[0]]
+        step(self.states[1:]).copy_(h)
+        torch.mul(h, step(self.grad_y), out=work)
+        torch.sum(work, 3, keepdim=True, out=step(self.grad_C))
+
+
+class _TileGradients:
+    """Backward visitor 2: given lam_t = dLoss/dh_t, the gradients through the drive delta_t u_t B_t and the decay
+    exp(delta_t A).
+
+    Writes, per step, sum_n lam_t B_t and sum_n A q_t into (L, b, 1, d) tensors and dB_t = sum_d lam_t delta_t u_t
+    into an (L, b, n, 1) tensor, and accumulates dA = sum_t delta_t q_t, where q_t = lam_t a_t h_{t-1}.
+    """
+
+    def __init__(self, B, drive_u, decay, h_prev, delta, A, work, work2):
+        self.B, self.drive_u, self.decay, self.h_prev, self.delta, self.A = B, drive_u, decay, h_prev, delta, A
+        self.work, self.work2 = work, work2
+        self.lam_b = torch.empty_like(delta)
+        self.q_a = torch.empty_like(delta)
+        self.grad_B = torch.empty_like(B)
+        self.grad_A = torch.zeros_like(A)
+
+    def __call__(self, step: Callable[[torch.Tensor], torch.Tensor], lam: torch.Tensor) -> None:
+        work, work2 = self.work[:lam.shape[0]], self.work2[:lam.shape[0]]
+        torch.mul(lam, step(self.B), out=work)
+        torch.sum(work, 2, keepdim=True, out=step(self.lam_b))
+        torch.mul(lam, step(self.drive_u), out=work)
+        torch.sum(work, 3, keepdim=True, out=step(self.grad_B))
+        torch.mul(lam, step(self.decay), out=work)
+        work.mul_(step(self.h_prev))  # q_t
+        torch.mul(work, step(self.delta), out=work2)
+        self.grad_A += work2.sum((0, 1))
+        torch.mul(work, self.A, out=work2)
+        torch.sum(work2, 2, keepdim=True, out=step(self.q_a))
 
 
 class _ChunkedSelectiveScan(torch.autograd.Function):
     """y, last_state = scan(u, delta, A, B, C), with delta already biased and softplus-ed.
 
     u, delta: (b, d, L); A: (d, n); B, C: (b, g, n, L) -> y (b, d, L), last_state (b, d, n).
-    Work buffers are (L, b, n, d) tiles: time first (each scan step is one slab), channels last (long inner loops).
+    Work tiles are (L, b, n, d): time first (one step of every chunk is one slab), channels last (long inner
+    loops). Only the decays exp(delta A) are stored per tile; drives and outputs are formed step by step from the
+    small (L, b, d) and (L, b, n) inputs, so the forward never writes the states out.
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, chunk):
+    def forward(ctx, u, delta, A, B, C, chunk_size):
         batch, channels, length = u.shape
         groups, state = B.shape[1], A.shape[1]
         per_group = channels // groups
@@ -277,16 +425,19 @@ class _ChunkedSelectiveScan(torch.autograd.Function):
         A_t = A.t().contiguous()  # (n, d)
         y_t = torch.empty_like(u_t)
         last = u.new_empty(batch, state, channels)
-        buffers = _Buffers(2, batch, groups, per_group, length, state, u)
+        (buffer,) = _Buffers(1, batch, groups, per_group, length, state, u).flat
         for bs, g, cs in _tiles(batch, groups, per_group, length, state):
-            decay, h = buffers.views((length, bs.stop - bs.start, state, cs.stop - cs.start))
-            _fill_decay_and_drive(decay, h, u_t[:, bs, cs], delta_t[:, bs, cs], A_t[:, cs], B_t[:, bs, g])
-            _linear_scan_(decay.view(length, -1), h.view(length, -1), chunk)
-            last[bs, :, cs] = h[-1]
-            torch.mul(h, C_t[:, bs, g].unsqueeze(-1), out=decay)
-            y_t[:, bs, cs] = decay.sum(2)
+            tile = (length, bs.stop - bs.start, state, cs.stop - cs.start)
+            chunk = _chunk_length(length, math.prod(tile[1:]), chunk_size)
+            decay = buffer[:math.prod(tile)].view(tile)
+            delta, u = delta_t[:, bs, cs].unsqueeze(2), u_t[:, bs, cs].unsqueeze(2)  # (L, b, 1, d)
+            torch.mul(delta, A_t[:, cs], out=decay).exp_()
+            y = u.new_empty(u.shape)
+            output = _TileOutput(C_t[:, bs, g].unsqueeze(-1), y, decay.new_empty(max(length // chunk, 1), *tile[1:]))
+            last[bs, :, cs] = _scan_states(decay, delta * u, B_t[:, bs, g].unsqueeze(-1), chunk, output)
+            y_t[:, bs, cs] = y[:, :, 0]
         ctx.save_for_backward(u_t, delta_t, A_t, B_t, C_t)
-        ctx.chunk = chunk
+        ctx.chunk_size = chunk_size
         return y_t.permute(1, 2, 0).contiguous(), last.transpose(1, 2).contiguous()
 
     @staticmethod
@@ -302,54 +453,35 @@ class _ChunkedSelectiveScan(torch.autograd.Function):
         grad_u, grad_delta = torch.empty_like(u_t), torch.empty_like(u_t)  # (L, b, d)
         grad_A = torch.zeros_like(A_t)  # (n, d)
         grad_B, grad_C = torch.zeros_like(B_t), torch.zeros_like(C_t)  # (L, b, g, n)
-        buffers = _Buffers(4, batch, groups, per_group, length, state, u_t)
+        decay_buffer, state_buffer = _Buffers(2, batch, groups, per_group, length, state, u_t).flat
         for bs, g, cs in _tiles(batch, groups, per_group, length, state):
-            padded, h, lam, tmp = buffers.views((length + 1, bs.stop - bs.start, state, cs.stop - cs.start))
-            h, lam, tmp = h[:length], lam[:length], tmp[:length]
-            padded[length].zero_()
-            decay, decay_next = padded[:length], padded[1:]  # a_t and a_{t+1} (a_L = 0)
-            u, delta, A = u_t[:, bs, cs], delta_t[:, bs, cs], A_t[:, cs]
+            tile = (length, bs.stop - bs.start, state, cs.stop - cs.start)
+            chunk = _chunk_length(length, math.prod(tile[1:]), ctx.chunk_size)
+            padded = (length + 1, *tile[1:])
+            decays = decay_buffer[:math.prod(padded)].view(padded)  # a_0 .. a_{L-1}, 0
+            states = state_buffer[:math.prod(padded)].view(padded)  # 0 = h_{-1}, h_0 .. h_{L-1}
+            decays[length].zero_()
+            states[0].zero_()
+            delta, u, A = delta_t[:, bs, cs].unsqueeze(2), u_t[:, bs, cs].unsqueeze(2), A_t[:, cs]  # (L, b, 1, d)
             B, C = B_t[:, bs, g].unsqueeze(-1), C_t[:, bs, g].unsqueeze(-1)  # (L, b, n, 1)
             gy = grad_y_t[:, bs, cs].unsqueeze(2)  # (L, b, 1, d)
-            # Recompute the states h_t.
-            delta_u = _fill_decay_and_drive(decay, h, u, delta, A, B_t[:, bs, g])
-            _linear_scan_(decay.view(length, -1), h.view(length, -1), ctx.chunk)
-            # dC_t = sum over the group's channels of g_t h_t.
-            torch.mul(h, gy, out=tmp)
-            grad_C[:, bs, g] += tmp.sum(-1)
-            # lam_t = dLoss/dh_t = g_t C_t + a_{t+1} lam_{t+1} (+ the last state's gradient at the end).
-            torch.mul(gy, C, out=lam)
-            if grad_last_t is not None:
-                lam[-1] += grad_last_t[bs, :, cs]
-            _linear_scan_reverse_(decay_next.reshape(length, -1), lam.view(length, -1), ctx.chunk)
-            # Through the drive delta_t u_t B_t.
-            torch.mul(lam, B, out=tmp)
-            lam_b = tmp.sum(2)  # (L, b, d): sum_n lam_t B_t
-            torch.mul(lam, delta_u.unsqueeze(2), out=tmp)
-            grad_B[:, bs, g] += tmp.sum(-1)
-            # Through the decay exp(delta_t A): q_t = lam_t a_t h_{t-1} = dLoss/d(delta_t A).
-            tmp[0].zero_()
-            torch.mul(lam[1:], decay[1:], out=tmp[1:])
-            tmp[1:].mul_(h[:-1])
-            torch.mul(tmp, delta.unsqueeze(2), out=decay)
-            grad_A[:, cs] += decay.sum((0, 1))
-            torch.mul(tmp, A, out=h)
-            grad_delta[:, bs, cs] = lam_b * u + h.sum(2)
-            grad_u[:, bs, cs] = lam_b * delta
+            decay, drive_u = decays[:length], delta * u
+            torch.mul(delta, A, out=decay).exp_()
+            work, work2 = (decay.new_empty(max(length // chunk, 1), *tile[1:]) for _ in range(2))
+            # The states h_t (kept) and dC; then lam_t = dLoss/dh_t = g_t C_t + a_{t+1} lam_{t+1} backwards, with
+            # the last state's gradient added at the end, and the gradients through h_t = a_t h_{t-1} + delta u B.
+            grad_c = gy.new_empty(B.shape)
+            _scan_states(decay, drive_u, B, chunk, _TileStates(states, gy, grad_c, work))
+            grads = _TileGradients(B, drive_u, decay, states[:length], delta, A, work, work2)
+            final = grad_last_t[bs, :, cs] if grad_last_t is not None else None
+            _scan_adjoints(decays[1:], gy, C, chunk, final, grads)
+            grad_C[:, bs, g] += grad_c[..., 0]
+            grad_B[:, bs, g] += grads.grad_B[..., 0]
+            grad_A[:, cs] += grads.grad_A
+            grad_delta[:, bs, cs] = (grads.lam_b * u + grads.q_a)[:, :, 0]
+            grad_u[:, bs, cs] = (grads.lam_b * delta)[:, :, 0]
         return (grad_u.permute(1, 2, 0), grad_delta.permute(1, 2, 0), grad_A.t(),
                 grad_B.permute(1, 2, 3, 0), grad_C.permute(1, 2, 3, 0), None)
-
-
-def _fill_decay_and_drive(decay, drive, u, delta, A, B) -> torch.Tensor:
-    """decay <- exp(delta A), drive <- delta u B, both (L, b, n, d); u, delta (L, b, d); A (n, d); B (L, b, n).
-
-    Returns delta * u (L, b, d).
-    """
-    torch.mul(delta.unsqueeze(2), A, out=decay)
-    decay.exp_()
-    delta_u = delta * u
-    torch.mul(delta_u.unsqueeze(2), B.unsqueeze(-1), out=drive)
-    return delta_u
 
 
 # ----------------------------------------------------------------------------------------------------------------
