@@ -2,7 +2,7 @@
 1 million keys, faiss ``IndexFlatL2`` against the chunked torch path, as TabR calls it (the index refilled on every
 call).
 
-    python benchmarks/retrieval.py [--sizes 10000 100000 1000000] [--dim 128] [--queries 1024] [--threads 2]
+    python -m benchmarks.retrieval [--sizes 10000 100000 1000000] [--dim 128] [--queries 1024] [--threads 2]
 
 Writes a Markdown table to ``benchmarks/results/retrieval.md`` (queries per second, higher is better) with the
 machine load at the start and the end.
