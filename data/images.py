@@ -62,6 +62,25 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {err}") from None
 
 
+def image_transform(image_size: int, augment: Augment, mean: Sequence[float], std: Sequence[float],
+                    train: bool) -> A.Compose:
+    """The albumentations pipeline of a split: (H, W, 3) uint8 -> normalised (3, S, S) float tensor."""
+    size = image_size
+    normalize = [A.Normalize(mean=mean, std=std), ToTensorV2()]
+    if augment == "imagenet":
+        if train:
+            return A.Compose([A.RandomResizedCrop(size=(size, size)), A.HorizontalFlip(), *normalize])
+        return A.Compose([A.SmallestMaxSize(max_size=round(size / 0.875)), A.CenterCrop(size, size), *normalize])
+    steps: list = [A.Resize(size, size, interpolation=2)]  # cubic: smooth upscaling of tiny images
+    if train and augment == "affine":
+        steps.append(A.Affine(translate_percent=(-0.1, 0.1), scale=(0.9, 1.1), rotate=(-10, 10), p=0.9))
+    elif train and augment == "crop_flip":
+        pad = max(1, size // 8)
+        steps += [A.PadIfNeeded(size + 2 * pad, size + 2 * pad, border_mode=0), A.RandomCrop(size, size),
+                  A.HorizontalFlip()]
+    return A.Compose([*steps, *normalize])
+
+
 class ArrayImages(Dataset):
     """Images held in memory: (N, H, W, 3) uint8 and (N,) labels."""
 
@@ -189,22 +208,9 @@ class ImageClassificationData(L.LightningDataModule):
         names = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}[split]
         return next((self.root / n for n in names if (self.root / n).is_dir()), None)
 
-    # --- transforms -----------------------------------------------------------------------------------------
-    def _transform(self, train: bool) -> A.Compose:
-        size, augment = self.hparams.image_size, self.hparams.augment if train else "none"
-        normalize = [A.Normalize(mean=self.hparams.mean, std=self.hparams.std), ToTensorV2()]
-        if augment == "imagenet":
-            return A.Compose([A.RandomResizedCrop(size=(size, size)), A.HorizontalFlip(), *normalize])
-        if self.hparams.augment == "imagenet":  # evaluation of an ImageNet-style recipe: resize, centre crop
-            return A.Compose([A.SmallestMaxSize(max_size=round(size / 0.875)), A.CenterCrop(size, size), *normalize])
-        resize = [A.Resize(size, size, interpolation=2)]  # cubic: smooth upscaling of tiny images
-        if augment == "affine":
-            resize.append(A.Affine(translate_percent=(-0.1, 0.1), scale=(0.9, 1.1), rotate=(-10, 10), p=0.9))
-        elif augment == "crop_flip":
-            pad = max(1, size // 8)
-            resize += [A.PadIfNeeded(size + 2 * pad, size + 2 * pad, border_mode=0), A.RandomCrop(size, size),
-                       A.HorizontalFlip()]
-        return A.Compose([*resize, *normalize])
+    def transform(self, train: bool) -> A.Compose:
+        hp = self.hparams
+        return image_transform(hp.image_size, hp.augment, hp.mean, hp.std, train)
 
     # --- splits ---------------------------------------------------------------------------------------------
     def _split(self, n: int, labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -224,9 +230,9 @@ class ImageClassificationData(L.LightningDataModule):
             if not self.hparams.predict_path:
                 raise DataError("zoo predict needs --data.predict_path (an image file or a folder of images)")
             self.predict_paths = list_images(Path(self.hparams.predict_path).expanduser())
-            self.predict_set = FileImages(self.predict_paths, [-1] * len(self.predict_paths), self._transform(False))
+            self.predict_set = FileImages(self.predict_paths, [-1] * len(self.predict_paths), self.transform(False))
             return
-        train_tf, eval_tf = self._transform(True), self._transform(False)
+        train_tf, eval_tf = self.transform(True), self.transform(False)
         if self.source == "digits":
             images, labels = load_digits_rgb()
             train, val, test = self._split(len(labels), labels)

@@ -16,3 +16,60 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     yield
+
+
+def write_digit_folder(root, classes=range(10), per_class=40, size=8):
+    """A class-per-folder tree of real handwritten digits (PNG files), as users have their own images."""
+    from PIL import Image
+
+    from data.images import load_digits_rgb
+
+    images, labels = load_digits_rgb()
+    for c in classes:
+        folder = root / f"digit_{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images[labels == c][:per_class]):
+            Image.fromarray(image).resize((size, size)).save(folder / f"{i:03d}.png")
+    return root
+
+
+class TrainedRun:
+    """A short `zoo train` of vision/eca_resnet18 on an ImageFolder tree, run once per test session."""
+
+    def __init__(self, root, output, exit_code):
+        from mlflow import MlflowClient
+
+        self.root, self.output, self.exit_code = root, output, exit_code
+        self.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+        self.client = MlflowClient(self.tracking_uri)
+        experiment = self.client.get_experiment_by_name("zoo")
+        self.run = self.client.search_runs([experiment.experiment_id])[0]
+        self.run_id = self.run.info.run_id
+        artifacts = self.run.info.artifact_uri.removeprefix("file://")
+        self.best = f"{artifacts}/checkpoints/best.ckpt"
+        self.last = f"{artifacts}/checkpoints/last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    import contextlib
+    import io
+
+    from zoo.cli import main
+
+    root = tmp_path_factory.mktemp("trained_run")
+    images = write_digit_folder(root / "digits", per_class=60)
+    (root / "override.yaml").write_text("trainer:\n  log_every_n_steps: 2\n")
+    old_cwd, old_uri = os.getcwd(), os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.chdir(root)
+    output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(output):
+            code = main(["train", "vision/eca_resnet18", "--data.root", str(images), "--data.image_size", "16",
+                         "--data.batch_size", "32", "--trainer.max_epochs", "4", "--optimizer.lr", "0.003",
+                         "--config", str(root / "override.yaml"), "--trainer.enable_progress_bar", "false"])
+    finally:
+        os.chdir(old_cwd)
+        if old_uri is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = old_uri
+    return TrainedRun(root, output.getvalue(), code)

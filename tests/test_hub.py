@@ -91,10 +91,10 @@ def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path):
 
 def test_unreadable_and_missing_files_are_named(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="junk.pth"):
+    with pytest.raises(CheckpointError, match=r"junk\.pth"):
         zoo.create_model(MODEL, pretrained=str(tmp_path / "junk.pth"))
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
-    with pytest.raises(CheckpointError, match="junk.safetensors"):
+    with pytest.raises(CheckpointError, match=r"junk\.safetensors"):
         zoo.create_model(MODEL, pretrained=str(tmp_path / "junk.safetensors"))
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         zoo.create_model(MODEL, pretrained=str(tmp_path / "absent.pth"))

@@ -31,8 +31,11 @@ def _recipe_summary(entry: ModelEntry, name: str) -> str:
     optimizer = config.get("optimizer", {}) or {}
     scheduler = config.get("lr_scheduler", {}) or {}
     trainer = config.get("trainer", {}) or {}
+    source = data_args.get("dataset") or data_args.get("root") or data.get("class_path", "?").rsplit(".", 1)[-1]
+    if source == "auto":
+        source = "bundled digits (or an ImageFolder with --data.root)"
     parts = [
-        f"data {data_args.get('dataset') or data_args.get('root') or data.get('class_path', '?').rsplit('.', 1)[-1]}",
+        f"data {source}",
         f"{trainer.get('max_epochs', '?')} epochs",
         f"batch {data_args.get('batch_size', '?')}",
     ]
@@ -91,3 +94,38 @@ def render_card(model_id: str) -> str:
              f"# {model_id}", ""]
     lines += [f"- **{label}**: {value}" for label, value in card_fields(model_id)[1:]]
     return "\n".join(lines) + "\n"
+
+
+README_START, README_END = "<!-- model-table:start -->", "<!-- model-table:end -->"
+
+
+def model_table() -> str:
+    """The README's model table, generated from the registry (one row per id)."""
+    from zoo.registry import list_models
+
+    rows = ["| model | task | paper | params | GMACs | input | weights |", "|---|---|---|---:|---:|---|---|"]
+    for model_id in list_models():
+        card = get_entry(model_id).card
+        paper = f"[{card.paper.arxiv}]({card.paper.url})" if card.paper.url else card.paper.title
+        macs = f"{card.macs / 1e9:.2f}" if card.macs is not None else "-"
+        weights = ", ".join(w.name for w in card.weights) or "-"
+        shape = "x".join(map(str, card.input_shape))
+        rows.append(f"| `{model_id}` | {card.task} | {paper} | {card.num_params:,} | {macs} | {shape} | {weights} |")
+    return "\n".join(rows)
+
+
+def update_readme(path: str = "README.md") -> bool:
+    """Rewrite the table between the README markers; returns whether anything changed."""
+    from pathlib import Path
+
+    text = Path(path).read_text()
+    head, _, rest = text.partition(README_START)
+    _, _, tail = rest.partition(README_END)
+    updated = f"{head}{README_START}\n{model_table()}\n{README_END}{tail}"
+    if updated != text:
+        Path(path).write_text(updated)
+    return updated != text
+
+
+if __name__ == "__main__":  # python -m zoo.cards: refresh the README's model table
+    print("README.md updated" if update_readme() else "README.md already up to date")

@@ -4,6 +4,8 @@
     zoo info MODEL                        the model card
     zoo train MODEL [--recipe NAME] [--resume [RUN_ID]] [LightningCLI flags]
     zoo validate|test|predict [MODEL] --ckpt CHECKPOINT [LightningCLI flags]
+    zoo explain [MODEL] --ckpt CHECKPOINT --image PATH [--target CLASS] [--layer NAME] [--output PNG]
+                                          Grad-CAM heat map of an image, written as a PNG
     zoo ui [--port 5000]                  the MLflow UI on the same store as the runs
 
 ``train`` and friends are LightningCLI underneath: ``--trainer.max_epochs 5``, ``--data.batch_size 64``,
@@ -24,7 +26,7 @@ import yaml
 
 from zoo.errors import ZooError
 
-COMMANDS = ("list", "info", "train", "validate", "test", "predict", "ui")
+COMMANDS = ("list", "info", "train", "validate", "test", "predict", "explain", "ui")
 
 
 # --- list / info ------------------------------------------------------------------------------------------------
@@ -101,8 +103,7 @@ def _config_from_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_temp_yaml(config: dict[str, Any]) -> str:
-    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="zoo-", delete=False)
-    with handle:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="zoo-", delete=False) as handle:
         yaml.safe_dump(config, handle, sort_keys=False)
     return handle.name
 
@@ -205,6 +206,59 @@ def cmd_lightning(command: str, argv: list[str]) -> int:
     return run_lightning(command, task, args + rest, ckpt_path=ckpt_path, predictions=known.output)
 
 
+def cmd_explain(argv: list[str]) -> int:
+    """Grad-CAM of one image for a classifier checkpoint, written as a PNG (image | overlay)."""
+    from PIL import Image
+
+    from data.images import image_transform, read_image
+    from zoo.explain import grad_cam, overlay
+    from zoo.factory import create_model
+
+    parser = argparse.ArgumentParser(prog="zoo explain")
+    parser.add_argument("model", nargs="?")
+    parser.add_argument("--ckpt", required=True, help="best.ckpt or last.ckpt of a zoo run")
+    parser.add_argument("--image", required=True)
+    parser.add_argument("--target", help="class name or index to explain (default: the predicted class)")
+    parser.add_argument("--layer", help="module to take the activations from (default: the card's layer)")
+    parser.add_argument("--output", help="PNG to write (default: <image>_gradcam.png)")
+    options = parser.parse_args(argv)
+    checkpoint = _read_checkpoint(options.ckpt)
+    model_id = checkpoint["zoo"]["model_id"]
+    if options.model and options.model != model_id:
+        raise ZooError(f"{options.ckpt} is a checkpoint of {model_id}, not {options.model}")
+    class_names = checkpoint["zoo"].get("class_names")
+    data = checkpoint.get("datamodule_hyper_parameters", {})
+    if not class_names or "image_size" not in data:
+        raise ZooError(f"{options.ckpt} is not an image classification checkpoint")
+    model = create_model(model_id, pretrained=options.ckpt).eval()
+    transform = image_transform(data["image_size"], data.get("augment", "none"), data["mean"], data["std"], False)
+    picture = read_image(options.image)
+    images = transform(image=picture)["image"][None]
+    target = None
+    if options.target is not None:
+        if options.target in class_names:
+            target = [class_names.index(options.target)]
+        elif options.target.isdigit() and int(options.target) < len(class_names):
+            target = [int(options.target)]
+        else:
+            raise ZooError(f"unknown class {options.target!r}; classes: {', '.join(class_names)}")
+    heat, logits = grad_cam(model, images, target, options.layer)
+    probabilities = logits.softmax(-1)[0]
+    explained = target[0] if target else int(probabilities.argmax())
+    predicted = int(probabilities.argmax())
+    shown = image_transform(data["image_size"], data.get("augment", "none"), (0, 0, 0), (1, 1, 1), False)
+    display = (shown(image=picture)["image"].permute(1, 2, 0).numpy() * 255).clip(0, 255).astype("uint8")
+    blended = Image.fromarray(overlay(display, heat[0].numpy()))
+    scale = max(1, round(256 / max(blended.size)))  # tiny inputs are enlarged so the map can be seen
+    blended = blended.resize((blended.width * scale, blended.height * scale), Image.Resampling.BILINEAR)
+    output = Path(options.output or Path(options.image).with_name(Path(options.image).stem + "_gradcam.png"))
+    blended.save(output)
+    print(f"{Path(options.image).name}: predicted {class_names[predicted]} ({probabilities[predicted]:.3f}); "
+          f"Grad-CAM of class {class_names[explained]} over the {data['image_size']}px model input\n"
+          f"wrote {output.resolve()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="zoo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -229,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             ui.add_argument("--port", type=int, default=5000)
             options = ui.parse_args(rest)
             return cmd_ui(options.host, options.port)
+        if command == "explain":
+            return cmd_explain(rest)
         return cmd_lightning(command, rest)
     except ZooError as err:
         print(f"zoo {command}: error: {err}", file=sys.stderr)

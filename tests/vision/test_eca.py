@@ -145,5 +145,5 @@ def test_bad_input_shapes_are_named():
 
 
 def test_official_weight_set_without_download_explains_where_to_get_it():
-    with pytest.raises(zoo.errors.CheckpointError, match="eca_resnet50_k3557.pth.tar"):
+    with pytest.raises(zoo.errors.CheckpointError, match=r"eca_resnet50_k3557\.pth\.tar"):
         zoo.create_model("vision/eca_resnet50", pretrained="official_in1k")

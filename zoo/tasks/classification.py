@@ -10,6 +10,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from zoo.explain import default_target_layer, explanation_figure, grad_cam, unnormalise
 from zoo.tasks.base import ZooTask
 from zoo.tasks.plots import confusion_matrix_figure
 from zoo.tracking import mlflow_logger
@@ -32,6 +33,8 @@ class ClassificationTask(ZooTask):
     Args:
         class_names: names of the classes in label order (linked from the data module), for plots and predictions.
         label_smoothing: cross-entropy label smoothing.
+        explain_images: at the end of training, log Grad-CAM overlays of this many validation images to MLflow
+            (for models whose card names a Grad-CAM layer; 0 turns it off).
         (The other arguments are those of ``zoo.tasks.base.ZooTask``.)
 
     Batches are ``(images (B, C, H, W), labels (B,))``; prediction batches may omit the labels.
@@ -45,7 +48,7 @@ class ClassificationTask(ZooTask):
                  pretrained: str | None = None, model_kwargs: dict[str, Any] | None = None,
                  label_smoothing: float = 0.0, optimizer: dict | None = None,
                  lr_scheduler: dict | None = None, decay_norm_and_bias: bool = True,
-                 ema_decay: float | None = None):
+                 ema_decay: float | None = None, explain_images: int = 4):
         super().__init__(model, num_classes, pretrained, model_kwargs, optimizer, lr_scheduler, decay_norm_and_bias,
                          ema_decay)
         self.save_hyperparameters()
@@ -100,6 +103,29 @@ class ClassificationTask(ZooTask):
             figure = confusion_matrix_figure(matrix, self.class_names, f"{stage} confusion matrix")
             logger.log_figure(figure, f"plots/{stage}_confusion_matrix.png")
             plt.close(figure)
+
+    def on_fit_end(self) -> None:
+        """Log Grad-CAM overlays of a few validation images (``plots/gradcam_val.png``)."""
+        logger = mlflow_logger(self.trainer)
+        count = self.hparams.explain_images
+        if logger is None or not count or not self.trainer.is_global_zero:
+            return
+        try:
+            layer = default_target_layer(self.model)
+        except ValueError:
+            return
+        datamodule = self.trainer.datamodule
+        images, labels = next(iter(datamodule.val_dataloader()))[:2]
+        images, labels = images[:count].to(self.device), labels[:count]
+        heat, logits = grad_cam(self.eval_model, images, target_layer=layer)
+        probabilities = logits.softmax(-1).max(-1)
+        mean, std = getattr(datamodule.hparams, "mean", (0.5,) * 3), getattr(datamodule.hparams, "std", (0.5,) * 3)
+        titles = [f"true {self.class_names[y]}\npred {self.class_names[p]} ({s:.2f})"
+                  for y, p, s in zip(labels.tolist(), probabilities.indices.tolist(),
+                                     probabilities.values.tolist(), strict=True)]
+        figure = explanation_figure(unnormalise(images, mean, std), heat.cpu().numpy(), titles)
+        logger.log_figure(figure, "plots/gradcam_val.png")
+        plt.close(figure)
 
     def on_validation_epoch_end(self) -> None:
         self._end_of_evaluation(self.val_metrics, self.val_confusion, "val")

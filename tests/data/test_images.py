@@ -1,0 +1,156 @@
+"""Image data: the bundled digits, ImageFolder trees (flat or split), CIFAR through torchvision, and bad data."""
+
+import hashlib
+import http.server
+import io
+import logging
+import pickle
+import tarfile
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.datasets import CIFAR10
+
+from data.images import ImageClassificationData, load_digits_rgb
+from zoo.errors import DataError
+
+
+def _write_digit_folder(root, classes=(0, 1, 2), per_class=12, size=8):
+    images, labels = load_digits_rgb()
+    for c in classes:
+        folder = root / f"class_{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images[labels == c][:per_class]):
+            Image.fromarray(image).resize((size, size)).save(folder / f"{i}.png")
+    return root
+
+
+def test_digits_default_splits_are_stratified_and_normalised():
+    data = ImageClassificationData()
+    data.setup("fit")
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (1257, 180, 360)
+    assert data.num_classes == 10 and data.class_names[3] == "3"
+    image, _ = data.train_set[0]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+    assert -2.2 < image.min() < 0 < image.max() < 2.7  # ImageNet-normalised
+    test_labels = np.array(data.test_set.labels)
+    assert np.bincount(test_labels).min() >= 35  # every digit present in the test split
+    batch = next(iter(data.train_dataloader()))
+    assert batch[0].shape == (64, 3, 32, 32) and batch[1].dtype == torch.int64
+
+
+def test_flat_image_folder_is_split_and_left_out_files_are_reported(tmp_path, caplog):
+    root = _write_digit_folder(tmp_path / "digits")
+    (root / "class_0" / "notes.txt").write_text("not an image")
+    data = ImageClassificationData(root=str(root), image_size=16)
+    assert data.class_names == ["class_0", "class_1", "class_2"]
+    with caplog.at_level(logging.WARNING):
+        data.setup("fit")
+    assert "notes.txt" in caplog.text
+    sizes = len(data.train_set), len(data.val_set), len(data.test_set)
+    assert sum(sizes) == 36 and min(sizes) >= 3
+    assert data.train_set[0][0].shape == (3, 16, 16)
+
+
+def test_split_image_folder_uses_its_splits(tmp_path):
+    _write_digit_folder(tmp_path / "tree" / "train")
+    _write_digit_folder(tmp_path / "tree" / "val", per_class=4)
+    data = ImageClassificationData(root=str(tmp_path / "tree"), image_size=16, augment="imagenet")
+    data.setup("fit")
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (36, 12, 12)
+    assert data.val_set[0][0].shape == (3, 16, 16)  # resize + centre crop at evaluation
+
+
+def test_split_folders_with_different_classes_are_named(tmp_path):
+    _write_digit_folder(tmp_path / "tree" / "train")
+    _write_digit_folder(tmp_path / "tree" / "val", classes=(0, 1, 5), per_class=4)
+    data = ImageClassificationData(root=str(tmp_path / "tree"))
+    with pytest.raises(DataError, match="class_5"):
+        data.setup("fit")
+
+
+def test_empty_and_missing_folders_are_named(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        ImageClassificationData(root=str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="has no class folders"):
+        ImageClassificationData(root=str(tmp_path / "empty"))
+    root = _write_digit_folder(tmp_path / "some")
+    (root / "class_9").mkdir()
+    (root / "class_9" / "readme.md").write_text("x")
+    data = ImageClassificationData(root=str(root))
+    with pytest.raises(DataError, match=r"class_9 has no images"):
+        data.setup("fit")
+
+
+def test_unreadable_image_is_named(tmp_path):
+    root = _write_digit_folder(tmp_path / "digits")
+    (root / "class_1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    data = ImageClassificationData(root=str(root), test_fraction=0.3)
+    data.setup("fit")
+    datasets = [data.train_set, data.val_set, data.test_set]
+    dataset, index = next((d, d.paths.index(p)) for d in datasets for p in d.paths if p.name == "broken.png")
+    with pytest.raises(DataError, match=r"cannot read image .*class_1/broken.png"):
+        dataset[index]
+
+
+def test_predict_path_lists_images(tmp_path):
+    root = _write_digit_folder(tmp_path / "digits")
+    data = ImageClassificationData(predict_path=str(root))
+    data.setup("predict")
+    assert len(data.predict_paths) == 36 and data.predict_set[0][1] == -1
+    with pytest.raises(DataError, match="predict_path"):
+        ImageClassificationData().setup("predict")
+
+
+def _cifar_archive(tmp_path):
+    """A CIFAR-10 python archive in the real on-disk format (pickled batches inside cifar-10-batches-py)."""
+    rng = np.random.default_rng(0)
+    files = {}
+    for name, n in [*((f"data_batch_{i}", 20) for i in range(1, 6)), ("test_batch", 10)]:
+        batch = {"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), "labels": list(rng.integers(0, 10, n))}
+        files[name] = pickle.dumps(batch)
+    files["batches.meta"] = pickle.dumps({"label_names": list(CIFAR10_NAMES)})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, payload in files.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    md5 = {name: hashlib.md5(payload).hexdigest() for name, payload in files.items()}
+    return buffer.getvalue(), md5
+
+
+CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def test_cifar10_downloads_through_torchvision(tmp_path, monkeypatch):
+    archive, md5 = _cifar_archive(tmp_path)
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "cifar-10-python.tar.gz").write_bytes(archive)
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(served), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(CIFAR10, "url", f"http://127.0.0.1:{server.server_address[1]}/cifar-10-python.tar.gz")
+        monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(archive).hexdigest())
+        monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
+        monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+        monkeypatch.setitem(CIFAR10.meta, "md5", md5["batches.meta"])
+        data = ImageClassificationData(root=str(tmp_path / "cifar"), dataset="cifar10", val_fraction=0.2,
+                                       augment="crop_flip")
+        data.setup("fit")
+    finally:
+        server.shutdown()
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (80, 20, 10)
+    assert data.class_names == list(CIFAR10_NAMES)
+    assert data.train_set[0][0].shape == (3, 32, 32)
+
+
+def test_cifar_without_root_is_explained():
+    with pytest.raises(DataError, match=r"needs --data.root"):
+        ImageClassificationData(dataset="cifar100")

@@ -1,0 +1,158 @@
+"""MLflow tracking: what a run holds, resuming into the same run, failed runs, and a real `mlflow server`."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import zoo
+from zoo.cli import main
+
+TINY = ["--data.image_size", "16", "--data.batch_size", "64", "--trainer.limit_train_batches", "3",
+        "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2", "--trainer.enable_progress_bar",
+        "false"]
+
+
+def test_run_holds_config_metrics_checkpoints_plots_and_tags(trained_run):
+    client, run = trained_run.client, trained_run.run
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["model/init_args/model"] == "vision/eca_resnet18"
+    assert params["optimizer/class_path"] == "torch.optim.AdamW" and float(params["optimizer/init_args/lr"]) == 0.003
+    assert params["data/init_args/root"].endswith("digits")
+    assert params["trainer/log_every_n_steps"] == "2"  # from the user's --config file
+    tags = run.data.tags
+    assert tags["zoo.model_id"] == "vision/eca_resnet18"
+    assert tags["versions.torch"] == torch.__version__ and "versions.lightning" in tags
+    assert len(tags.get("git.commit.zoo", "x" * 40)) == 40
+    val_acc = client.get_metric_history(trained_run.run_id, "val/acc")
+    assert len(val_acc) == 4  # one per epoch
+    assert len(client.get_metric_history(trained_run.run_id, "train/loss_step")) >= 10  # per step
+    assert "test/acc" in run.data.metrics and any(k.startswith("lr-") for k in run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(trained_run.run_id)}
+    assert {"config.yaml", "checkpoints", "plots"} <= artifacts
+    assert {a.path for a in client.list_artifacts(trained_run.run_id, "checkpoints")} == {
+        "checkpoints/best.ckpt", "checkpoints/last.ckpt"}
+    assert {a.path for a in client.list_artifacts(trained_run.run_id, "plots")} >= {
+        "plots/val_confusion_matrix.png", "plots/test_confusion_matrix.png", "plots/gradcam_val.png"}
+    config = client.download_artifacts(trained_run.run_id, "config.yaml", str(trained_run.root / "dl"))
+    with open(config) as f:
+        assert "vision/eca_resnet18" in f.read()
+
+
+def test_mlflow_uris_load_the_trained_model(trained_run, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_run.tracking_uri)
+    reference = zoo.create_model("vision/eca_resnet18", pretrained=trained_run.best).eval()
+    x = torch.randn(2, 3, 16, 16)
+    runs_uri = f"runs:/{trained_run.run_id}/checkpoints/best.ckpt"
+    logged = trained_run.client.search_logged_models([trained_run.run.info.experiment_id])
+    assert len(logged) == 1 and logged[0].source_run_id == trained_run.run_id
+    import mlflow
+
+    mlflow.set_tracking_uri(trained_run.tracking_uri)
+    version = mlflow.register_model(f"models:/{logged[0].model_id}", "zoo-test-eca").version
+    for uri in (runs_uri, f"models:/{logged[0].model_id}", f"models:/zoo-test-eca/{version}"):
+        model = zoo.create_model("vision/eca_resnet18", pretrained=uri).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), reference(x))
+    with pytest.raises(zoo.errors.CheckpointError, match="could not fetch"):
+        zoo.create_model("vision/eca_resnet18", pretrained="models:/no-such-model/1")
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    assert main(["train", "vision/eca_resnet18", *TINY, "--trainer.max_epochs", "1"]) == 0
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
+    assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 1
+    assert main(["train", "vision/eca_resnet18", "--resume", *TINY, "--trainer.max_epochs", "2"]) == 0
+    runs = client.search_runs([run.info.experiment_id])
+    assert [r.info.run_id for r in runs] == [run.info.run_id]  # no new run
+    assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 2
+    assert runs[0].info.status == "FINISHED"
+    # the changed setting (max_epochs 1 -> 2) is recorded, the params keep their first values
+    assert runs[0].data.params["trainer/max_epochs"] == "1"
+    assert "config-resume-1.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert main(["train", "vision/eca_resnet34", "--resume"]) == 1  # nothing to resume for another model
+
+
+def test_nan_loss_stops_the_run_and_marks_it_failed(tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+    real_cross_entropy = F.cross_entropy
+
+    def poisoned(*args, **kwargs):  # the third training batch produces a NaN loss
+        calls["n"] += 1
+        loss = real_cross_entropy(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(F, "cross_entropy", poisoned)
+    assert main(["train", "vision/eca_resnet18", *TINY, "--trainer.max_epochs", "1",
+                 "--trainer.num_sanity_val_steps", "0"]) == 1
+    assert "training loss became nan at epoch 0, step 2" in capsys.readouterr().err
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
+    assert run.info.status == "FAILED"
+    assert "NonFiniteLossError" in run.data.tags["zoo.failure"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not start")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_training_against_a_real_mlflow_server(mlflow_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    assert main(["train", "vision/eca_resnet18", *TINY, "--trainer.max_epochs", "1",
+                 "--trainer.logger.init_args.experiment_name", "server-test"]) == 0
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to the embedded store
+    request = urllib.request.Request(f"{mlflow_server}/api/2.0/mlflow/experiments/get-by-name"
+                                     "?experiment_name=server-test")
+    experiment_id = json.load(urllib.request.urlopen(request))["experiment"]["experiment_id"]
+    body = json.dumps({"experiment_ids": [experiment_id]}).encode()
+    search = urllib.request.Request(f"{mlflow_server}/api/2.0/mlflow/runs/search", data=body,
+                                    headers={"Content-Type": "application/json"})
+    (run,) = json.load(urllib.request.urlopen(search))["runs"]
+    assert run["info"]["status"] == "FINISHED"
+    run_id = run["info"]["run_id"]
+    listing = json.load(urllib.request.urlopen(
+        f"{mlflow_server}/api/2.0/mlflow/artifacts/list?run_id={run_id}&path=checkpoints"))
+    assert {f["path"] for f in listing["files"]} == {"checkpoints/best.ckpt", "checkpoints/last.ckpt"}
+    assert os.path.exists(tmp_path / "runs" / run_id / "checkpoints" / "last.ckpt")  # local copy for --resume
+    model = zoo.create_model("vision/eca_resnet18", pretrained=f"runs:/{run_id}/checkpoints/best.ckpt")
+    assert model.fc.out_features == 10
