@@ -1,0 +1,53 @@
+"""The registry and the model cards, checked against the real models (as torchvision's extended model tests do)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.cards import README_END, README_START, model_table
+from zoo.errors import DuplicateModelError
+from zoo.registry import ModelCard, Paper, get_entry, list_models, register_model
+from zoo.tasks import TASKS
+
+ALL_MODELS = list_models()
+
+
+def test_list_models_patterns_and_natural_order():
+    eca = list_models("vision/eca_resnet*")
+    assert eca == ["vision/eca_resnet18", "vision/eca_resnet34", "vision/eca_resnet50", "vision/eca_resnet101",
+                   "vision/eca_resnet152"]
+    assert list_models("vision/eca_resnet*", exclude="*152") == eca[:-1]
+    assert list_models("nothing/*") == []
+
+
+def test_duplicate_id_is_an_error():
+    card = zoo.get_card("vision/eca_resnet18")
+    with pytest.raises(DuplicateModelError, match="registered twice"):
+        register_model("vision/eca_resnet18", card=card)(lambda num_classes=1000: torch.nn.Identity())
+    with pytest.raises(ValueError, match="domain/name"):
+        register_model("EcaResNet", card=card)
+
+
+@pytest.mark.parametrize("model_id", ALL_MODELS)
+def test_card_is_complete_and_matches_the_model(model_id):
+    entry = get_entry(model_id)
+    card = entry.card
+    assert isinstance(card, ModelCard) and isinstance(card.paper, Paper) and card.paper.title
+    assert card.task in TASKS, f"{model_id}: no task trains {card.task!r}"
+    assert card.license
+    for name in card.recipes:
+        assert all(path.is_file() for path in entry.recipe_paths(name)), f"{model_id}: recipe {name} is missing"
+    try:
+        with torch.device("meta"):  # exact counts without allocating the big models
+            model = zoo.create_model(model_id)
+    except NotImplementedError:  # an initialiser that reads values back cannot run on the meta device
+        model = zoo.create_model(model_id)
+    assert sum(p.numel() for p in model.parameters()) == card.num_params
+
+
+def test_readme_model_table_matches_the_registry():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split(README_START)[1].split(README_END)[0].strip()
+    assert table == model_table(), "README.md is stale: run `python -m zoo.cards`"
