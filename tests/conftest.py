@@ -18,6 +18,12 @@ def _isolated(tmp_path, monkeypatch):
     yield
 
 
+@pytest.fixture
+def make_digit_folder():
+    """``make_digit_folder(root, classes=(0, 1, 2), per_class=12, size=8)`` writes a digits ImageFolder tree."""
+    return lambda root, classes=(0, 1, 2), per_class=12, size=8: write_digit_folder(root, classes, per_class, size)
+
+
 def write_digit_folder(root, classes=range(10), per_class=40, size=8):
     """A class-per-folder tree of real handwritten digits (PNG files), as users have their own images."""
     from PIL import Image

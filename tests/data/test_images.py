@@ -11,21 +11,10 @@ import threading
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torchvision.datasets import CIFAR10
 
-from data.images import ImageClassificationData, load_digits_rgb
+from data.images import ImageClassificationData
 from zoo.errors import DataError
-
-
-def _write_digit_folder(root, classes=(0, 1, 2), per_class=12, size=8):
-    images, labels = load_digits_rgb()
-    for c in classes:
-        folder = root / f"class_{c}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, image in enumerate(images[labels == c][:per_class]):
-            Image.fromarray(image).resize((size, size)).save(folder / f"{i}.png")
-    return root
 
 
 def test_digits_default_splits_are_stratified_and_normalised():
@@ -42,11 +31,11 @@ def test_digits_default_splits_are_stratified_and_normalised():
     assert batch[0].shape == (64, 3, 32, 32) and batch[1].dtype == torch.int64
 
 
-def test_flat_image_folder_is_split_and_left_out_files_are_reported(tmp_path, caplog):
-    root = _write_digit_folder(tmp_path / "digits")
-    (root / "class_0" / "notes.txt").write_text("not an image")
+def test_flat_image_folder_is_split_and_left_out_files_are_reported(make_digit_folder, tmp_path, caplog):
+    root = make_digit_folder(tmp_path / "digits")
+    (root / "digit_0" / "notes.txt").write_text("not an image")
     data = ImageClassificationData(root=str(root), image_size=16)
-    assert data.class_names == ["class_0", "class_1", "class_2"]
+    assert data.class_names == ["digit_0", "digit_1", "digit_2"]
     with caplog.at_level(logging.WARNING):
         data.setup("fit")
     assert "notes.txt" in caplog.text
@@ -55,50 +44,50 @@ def test_flat_image_folder_is_split_and_left_out_files_are_reported(tmp_path, ca
     assert data.train_set[0][0].shape == (3, 16, 16)
 
 
-def test_split_image_folder_uses_its_splits(tmp_path):
-    _write_digit_folder(tmp_path / "tree" / "train")
-    _write_digit_folder(tmp_path / "tree" / "val", per_class=4)
+def test_split_image_folder_uses_its_splits(make_digit_folder, tmp_path):
+    make_digit_folder(tmp_path / "tree" / "train")
+    make_digit_folder(tmp_path / "tree" / "val", per_class=4)
     data = ImageClassificationData(root=str(tmp_path / "tree"), image_size=16, augment="imagenet")
     data.setup("fit")
     assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (36, 12, 12)
     assert data.val_set[0][0].shape == (3, 16, 16)  # resize + centre crop at evaluation
 
 
-def test_split_folders_with_different_classes_are_named(tmp_path):
-    _write_digit_folder(tmp_path / "tree" / "train")
-    _write_digit_folder(tmp_path / "tree" / "val", classes=(0, 1, 5), per_class=4)
+def test_split_folders_with_different_classes_are_named(make_digit_folder, tmp_path):
+    make_digit_folder(tmp_path / "tree" / "train")
+    make_digit_folder(tmp_path / "tree" / "val", classes=(0, 1, 5), per_class=4)
     data = ImageClassificationData(root=str(tmp_path / "tree"))
-    with pytest.raises(DataError, match="class_5"):
+    with pytest.raises(DataError, match="digit_5"):
         data.setup("fit")
 
 
-def test_empty_and_missing_folders_are_named(tmp_path):
+def test_empty_and_missing_folders_are_named(make_digit_folder, tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         ImageClassificationData(root=str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="has no class folders"):
         ImageClassificationData(root=str(tmp_path / "empty"))
-    root = _write_digit_folder(tmp_path / "some")
-    (root / "class_9").mkdir()
-    (root / "class_9" / "readme.md").write_text("x")
+    root = make_digit_folder(tmp_path / "some")
+    (root / "digit_9").mkdir()
+    (root / "digit_9" / "readme.md").write_text("x")
     data = ImageClassificationData(root=str(root))
-    with pytest.raises(DataError, match=r"class_9 has no images"):
+    with pytest.raises(DataError, match=r"digit_9 has no images"):
         data.setup("fit")
 
 
-def test_unreadable_image_is_named(tmp_path):
-    root = _write_digit_folder(tmp_path / "digits")
-    (root / "class_1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+def test_unreadable_image_is_named(make_digit_folder, tmp_path):
+    root = make_digit_folder(tmp_path / "digits")
+    (root / "digit_1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     data = ImageClassificationData(root=str(root), test_fraction=0.3)
     data.setup("fit")
     datasets = [data.train_set, data.val_set, data.test_set]
     dataset, index = next((d, d.paths.index(p)) for d in datasets for p in d.paths if p.name == "broken.png")
-    with pytest.raises(DataError, match=r"cannot read image .*class_1/broken.png"):
+    with pytest.raises(DataError, match=r"cannot read image .*digit_1/broken.png"):
         dataset[index]
 
 
-def test_predict_path_lists_images(tmp_path):
-    root = _write_digit_folder(tmp_path / "digits")
+def test_predict_path_lists_images(make_digit_folder, tmp_path):
+    root = make_digit_folder(tmp_path / "digits")
     data = ImageClassificationData(predict_path=str(root))
     data.setup("predict")
     assert len(data.predict_paths) == 36 and data.predict_set[0][1] == -1
