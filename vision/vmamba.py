@@ -396,7 +396,8 @@ _COMMON_NOTES = (
     "yacs config load inside `with vision.vmamba.yacs_checkpoint_globals():`, or convert them once with "
     "vision.vmamba.convert_official_checkpoint (use weights='model_ema' for the EMA weights)."
 )
-_VMAMBA_RECIPES = {"quickstart": "digits.yaml", "paper": "vmamba_imagenet.yaml"}
+_VMAMBA_RECIPE = "vmamba_imagenet.yaml"
+_EMA = "vmamba_imagenet_ema.yaml"  # VMamba-S/B were trained with EMA, VMamba-T without
 
 
 def _official_in1k(file_name: str, top1: float, ema: bool) -> WeightSet:
@@ -410,17 +411,19 @@ def _official_in1k(file_name: str, top1: float, ema: bool) -> WeightSet:
     )
 
 
-def _vmamba_card(num_params: int, macs: int, weights: WeightSet, notes: str = "") -> ModelCard:
+def _vmamba_card(num_params: int, macs: int, weights: WeightSet, paper_recipe: str | tuple[str, ...],
+                 notes: str = "") -> ModelCard:
     return ModelCard(
         task="image_classification", paper=_VMAMBA_PAPER, license="MIT", num_params=num_params, macs=macs,
-        input_shape=(3, 224, 224), recipes=_VMAMBA_RECIPES, weights=(weights,), target_layer="classifier.norm",
-        notes=(notes + " " if notes else "") + _COMMON_NOTES,
+        input_shape=(3, 224, 224), recipes={"quickstart": "digits.yaml", "paper": paper_recipe}, weights=(weights,),
+        target_layer="classifier.norm", notes=(notes + " " if notes else "") + _COMMON_NOTES,
     )
 
 
 @register_model(
     "vision/vmamba_tiny",
-    card=_vmamba_card(22_893_448, 3_676_962_816, _official_in1k("vssmtiny_dp01_ckpt_epoch_292.pth", 82.2, False)),
+    card=_vmamba_card(22_893_448, 3_676_962_816, _official_in1k("vssmtiny_dp01_ckpt_epoch_292.pth", 82.2, False),
+                      _VMAMBA_RECIPE),
     checkpoint_filter=checkpoint_filter,
 )
 def vmamba_tiny(num_classes: int = 1000, **kwargs: Any) -> VMamba:
@@ -431,7 +434,8 @@ def vmamba_tiny(num_classes: int = 1000, **kwargs: Any) -> VMamba:
 
 @register_model(
     "vision/vmamba_small",
-    card=_vmamba_card(44_417_416, 7_689_738_240, _official_in1k("vssmsmall_dp03_ckpt_epoch_238.pth", 83.5, True)),
+    card=_vmamba_card(44_417_416, 7_689_738_240, _official_in1k("vssmsmall_dp03_ckpt_epoch_238.pth", 83.5, True),
+                      (_VMAMBA_RECIPE, _EMA)),
     checkpoint_filter=checkpoint_filter,
 )
 def vmamba_small(num_classes: int = 1000, **kwargs: Any) -> VMamba:
@@ -443,6 +447,7 @@ def vmamba_small(num_classes: int = 1000, **kwargs: Any) -> VMamba:
 @register_model(
     "vision/vmamba_base",
     card=_vmamba_card(76_254_056, 13_297_262_592, _official_in1k("vssmbase_dp06_ckpt_epoch_241.pth", 83.7, True),
+                      (_VMAMBA_RECIPE, _EMA),
                       notes="The config sets drop path 0.5 (0.6 commented out; the file name says dp06)."),
     checkpoint_filter=checkpoint_filter,
 )
@@ -470,7 +475,7 @@ _RES_VMAMBA_NOTES = (
     "vision/res_vmamba",
     card=ModelCard(
         task="image_classification", paper=_RES_VMAMBA_PAPER,
-        license="none stated (no LICENSE file in ChiShengChen/ResVMamba; HF weights card: MIT)",
+        license="none: no LICENSE file in the repository (the weights card on Hugging Face says MIT)",
         num_params=44_805_832, macs=7_733_090_304, input_shape=(3, 224, 224),
         recipes={"quickstart": "digits.yaml", "paper": "res_vmamba_cnfood241.yaml"},
         weights=(WeightSet(

@@ -218,3 +218,31 @@ def test_bad_input_shapes_are_named():
         model(torch.randn(2, 3, 30, 32))
     with pytest.raises(ValueError, match="scan_method"):
         zoo.create_model("vision/vmamba_tiny", scan_method="cuda", **TINY)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", ["vision/vmamba_tiny", "vision/res_vmamba"])
+def test_tiny_model_learns_digits_with_the_quickstart_recipe(model_id):
+    """A tiny configuration (one block per stage, 24 channels, state size 4) trained for 3 epochs on the bundled
+    digits at 32 px by the task and data module `zoo train` uses, with the quickstart recipe's optimiser and
+    schedule. Measured: test accuracy 0.97-0.98; 0.5-2.5 min per model on 2 shared cores."""
+    import lightning as L
+
+    from data.images import ImageClassificationData
+    from zoo.cards import recipe_config
+    from zoo.registry import get_entry
+    from zoo.tasks import ClassificationTask
+
+    recipe = recipe_config(get_entry(model_id), "quickstart")
+    L.seed_everything(0)
+    task = ClassificationTask(
+        model=model_id, num_classes=10, model_kwargs={**TINY, "d_state": 4, "drop_path_rate": 0.0},
+        label_smoothing=recipe["model"]["init_args"]["label_smoothing"],
+        optimizer=recipe["optimizer"], lr_scheduler=recipe["lr_scheduler"],
+    )
+    data = ImageClassificationData(**recipe["data"]["init_args"])
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(task, datamodule=data)
+    accuracy = trainer.test(task, datamodule=data, verbose=False)[0]["test/acc"]
+    assert accuracy > 0.5, f"test accuracy {accuracy:.3f} after 3 epochs (chance 0.1)"
