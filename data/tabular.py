@@ -188,8 +188,9 @@ def infer_column_kinds(frame: pd.DataFrame, target: str, num_columns: Sequence[s
                        source: str) -> tuple[list[str], list[str], list[str]]:
     """(numerical, binary, categorical) feature columns: those named, the others inferred.
 
-    Inference: two distinct values -> binary; numbers (or values of which at least 95% are numbers, so that a stray
-    typo is reported rather than turning the column categorical) -> numerical; anything else -> categorical.
+    Inference: booleans, and text with exactly two values -> binary; numbers (or values of which at least 95% are
+    numbers, so that a stray typo is reported rather than turning the column categorical) -> numerical, even with
+    two values (a 0/1 column seen in training may hold a 2 in new rows); anything else -> categorical.
     """
     named = {"num": list(num_columns or []), "bin": list(bin_columns or []), "cat": list(cat_columns or [])}
     for kind, columns in named.items():
@@ -207,9 +208,11 @@ def infer_column_kinds(frame: pd.DataFrame, target: str, num_columns: Sequence[s
         if explicit and num_columns is not None and bin_columns is not None and cat_columns is not None:
             continue  # every kind named: other columns are left out
         values = frame[column]
-        if values.dropna().nunique() == 2 and not values.isna().any():
+        if pd.api.types.is_bool_dtype(values) or (
+                not pd.api.types.is_numeric_dtype(values) and values.nunique() == 2 and not values.isna().any()
+                and not _mostly_numeric(values)):
             named["bin"].append(column)
-        elif pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values) or _mostly_numeric(values):
+        elif pd.api.types.is_numeric_dtype(values) or _mostly_numeric(values):
             named["num"].append(column)
         else:
             named["cat"].append(column)
@@ -344,6 +347,8 @@ class TabularData(L.LightningDataModule):
         if path.is_dir():
             frames, target, task = read_benchmark_dir(path)
             self._sources = {s: str(path / f"X_*_{s}.npy") for s in SPLITS}
+            columns = list(frames["train"].columns)  # the files say which features are which
+            self._kinds = tuple([c for c in columns if c.startswith(f"{kind}_")] for kind in ("num", "bin", "cat"))
             self._task_hint = task if hp.task_type == "auto" else hp.task_type
             return frames, target
         self._task_hint = hp.task_type
@@ -436,8 +441,8 @@ class TabularData(L.LightningDataModule):
     def _fit_schema(self, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
         hp, target, train = self.hparams, self._target, frames["train"]
         source = self._sources["train"]
-        num, binary, cat = infer_column_kinds(train, target, hp.num_columns, hp.bin_columns, hp.cat_columns,
-                                              source)
+        kinds = getattr(self, "_kinds", None) or (hp.num_columns, hp.bin_columns, hp.cat_columns)
+        num, binary, cat = infer_column_kinds(train, target, *kinds, source)
         task = _target_task(train[target], self._task_hint)
         schema: dict[str, Any] = {"target": target, "task_type": task, "num_columns": num, "bin_columns": binary,
                                   "cat_columns": cat, "bin_values": [], "categories": [], "class_names": [],

@@ -61,6 +61,21 @@ def test_csv_kinds_splits_and_preprocessing(tmp_path):
     assert torch.equal(batch_of(data, "val")["index"], torch.arange(len(data.split_tensors("val"))))
 
 
+def test_two_valued_numbers_stay_numerical(tmp_path):
+    """A 0/1 column of the training rows may hold a 2 elsewhere (scikit-learn's digits do): numbers are never
+    taken as binary; text with two values and booleans are."""
+    frame = mixed_frame()
+    frame["flag"] = [0, 1] * 60
+    frame["ok"] = [True, False, False] * 40
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    data = TabularData(str(tmp_path / "t.csv"), target="price")
+    assert "flag" in data.schema["num_columns"]
+    assert data.schema["bin_columns"] == ["smoker", "ok"]
+    digits = TabularData(dataset="digits")
+    digits.setup("fit")
+    assert digits.feature_shapes["n_num_features"] == 64 and len(digits.split_tensors("test")) > 300
+
+
 def test_quantile_transform_is_the_papers():
     from sklearn.preprocessing import QuantileTransformer
 
