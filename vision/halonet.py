@@ -291,16 +291,20 @@ _PAPER = Paper(
     title="Scaling Local Self-Attention for Parameter Efficient Visual Backbones", arxiv="2103.12731",
     venue="CVPR 2021", code_url=None,
 )
-_RECIPES = {"quickstart": "digits.yaml", "paper": "halonet_imagenet.yaml"}
+def _recipes(multiple: int) -> dict[str, str | tuple[str, ...]]:
+    """The digits quick start upscaled to the smallest input the halo layers take, and the ImageNet recipe."""
+    return {"quickstart": ("digits.yaml", f"digits_{multiple}px.yaml"), "paper": "halonet_imagenet.yaml"}
+
+
 _PAPER_NOTES = (
     "The paper's H{n} configuration (b={b}, h={h}, r_v={rv}, r_b={rb}, l3={l3}, d_f={df}); no official code or "
     "weights. Built from timm's ByobNet; rel-position tables indexed by the true displacement in strided layers "
-    "(strided_pos='timm' gives timm's indexing). Inputs: multiples of {multiple} px, so the digits quickstart needs "
-    "--data.image_size {multiple}."
+    "(strided_pos='timm' gives timm's indexing). Inputs: multiples of {multiple} px, so the digits quick start is "
+    "upscaled to {multiple} px (slow on a CPU)."
 )
 _TIMM_NOTES = (
     "timm's {name} ({tag}); weights load unchanged from timm's safetensors or .pth files. Halo layers need height "
-    "and width that are multiples of 256 px, so the digits quickstart needs --data.image_size 256."
+    "and width that are multiples of 256 px, so the digits quick start is upscaled to 256 px (slow on a CPU)."
 )
 
 
@@ -317,7 +321,7 @@ def _paper_card(name: str, num_params: int, macs: int) -> ModelCard:
     size = PAPER_IMAGE_SIZES[name]
     return ModelCard(
         task="image_classification", paper=_PAPER, license="Apache-2.0", num_params=num_params, macs=macs,
-        input_shape=(3, size, size), recipes=_RECIPES, target_layer="final_conv" if df else "stages.3",
+        input_shape=(3, size, size), recipes=_recipes(32 * b), target_layer="final_conv" if df else "stages.3",
         notes=_PAPER_NOTES.format(n=name[1:], b=b, h=h, rv=rv, rb=rb, l3=l3, df=df or "none", multiple=32 * b),
     )
 
@@ -325,7 +329,7 @@ def _paper_card(name: str, num_params: int, macs: int) -> ModelCard:
 def _timm_card(name: str, tag: str, num_params: int, macs: int, top1: float, final_conv: bool = False) -> ModelCard:
     return ModelCard(
         task="image_classification", paper=_PAPER, license="Apache-2.0", num_params=num_params, macs=macs,
-        input_shape=(3, 256, 256), recipes=_RECIPES, weights=(_timm_weights(name, tag, top1),),
+        input_shape=(3, 256, 256), recipes=_recipes(256), weights=(_timm_weights(name, tag, top1),),
         target_layer="final_conv" if final_conv else "stages.3", notes=_TIMM_NOTES.format(name=name, tag=tag),
     )
 

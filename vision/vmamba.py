@@ -14,8 +14,9 @@ MaxPool 2x2 -> 1x1 conv (C -> 2C, with bias). The official code (ChiShengChen/Re
 inference non-deterministic. Here they are registered, trained modules (388,416 parameters for C0 = 96). Loading
 an official Res-VMamba checkpoint therefore leaves them at their initialisation, with a logged warning naming them.
 
-The official training checkpoints are pickles that hold a ``yacs`` ``CfgNode``; :func:`yacs_checkpoint_globals`
-lets ``torch.load(weights_only=True)`` read them without yacs and without running any pickled code.
+The official training checkpoints are pickles that hold a ``yacs`` ``CfgNode``; a stand-in registered with
+``zoo.hub.register_safe_global`` lets the hub's weights-only reader take them without yacs and without running any
+pickled code.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,13 @@ from torch import nn
 
 from vision._common import check_image_batch
 from zoo.blocks.selective_scan import SS2D, ScanMethod
-from zoo.errors import CheckpointError, InputShapeError
+from zoo.errors import InputShapeError
+from zoo.hub import read_weights, register_safe_global
 from zoo.registry import ModelCard, Paper, WeightSet, register_model
 
 __all__ = [
     "PatchMerging2D", "ResVMamba", "StageShortcut", "VMamba", "VSSBlock", "VSSStage", "checkpoint_filter",
-    "convert_official_checkpoint", "read_official_checkpoint", "yacs_checkpoint_globals",
+    "convert_official_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -322,48 +323,13 @@ class _YacsConfigStandIn:
         return OrderedDict()
 
 
-@contextmanager
-def yacs_checkpoint_globals() -> Iterator[None]:
-    """Inside this context ``torch.load(..., weights_only=True)`` reads pickles that hold a yacs ``CfgNode``
-    (Swin-style training checkpoints: VMamba, Res-VMamba), giving the config as an OrderedDict.
-
-    Nothing but the allow-listed stand-in is added, and only for the duration of the context::
-
-        with yacs_checkpoint_globals():
-            model = zoo.create_model("vision/res_vmamba", pretrained="ckpt_epoch_166.pth")
-    """
-    with torch.serialization.safe_globals([(_YacsConfigStandIn, "yacs.config.CfgNode")]):
-        yield
-
-
-def read_official_checkpoint(path: str | Path, weights: str = "model") -> dict[str, torch.Tensor]:
-    """The state dict stored under ``weights`` ("model" or "model_ema") in an official training checkpoint.
-
-    Read with torch's weights-only unpickler (yacs configs allowed as plain dicts); a bare state dict is returned
-    as it is. Names are the file's own: :func:`checkpoint_filter` maps them when the weights are loaded.
-    """
-    try:
-        with yacs_checkpoint_globals():
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle and torch raise many types for unreadable files
-        raise CheckpointError(f"{path}: not a readable (weights-only) torch checkpoint: {err}") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(obj).__name__}")
-    if any(isinstance(v, dict) for v in obj.values()):
-        if not isinstance(obj.get(weights), dict):
-            found = ", ".join(k for k, v in obj.items() if isinstance(v, dict))
-            raise CheckpointError(f"{path}: no {weights!r} weights in the checkpoint (dict entries: {found})")
-        obj = obj[weights]
-    state_dict = _unwrap(obj)
-    if not state_dict:
-        raise CheckpointError(f"{path}: holds no tensors under {weights!r}")
-    return state_dict
+register_safe_global(_YacsConfigStandIn, "yacs.config.CfgNode")
 
 
 def convert_official_checkpoint(src: str | Path, dst: str | Path, weights: str = "model") -> Path:
     """Write the ``weights`` of an official training checkpoint as a safetensors file that ``zoo.create_model``
     (and any tool) reads directly; keys keep the official names."""
-    state_dict = {k: v.contiguous() for k, v in read_official_checkpoint(src, weights).items()}
+    state_dict = {k: v.contiguous() for k, v in read_weights(src, key=weights).state_dict.items()}
     save_file(state_dict, dst)
     return Path(dst)
 
@@ -392,9 +358,9 @@ _COMMON_NOTES = (
     "Grad-CAM: target classifier.norm, whose output is channels-last (B, H, W, C) -- permute to (B, C, H, W) "
     "(the model's feature_layout is 'NHWC'). Weight decay as in the official Swin-style recipe applies to A_logs "
     "and dt_projs_bias (2-D) despite their _no_weight_decay flags; only 1-D tensors (Ds, norms, biases) are exempt. "
-    "Official checkpoints are Swin-style training pickles (model / model_ema / optimizer / config); those holding a "
-    "yacs config load inside `with vision.vmamba.yacs_checkpoint_globals():`, or convert them once with "
-    "vision.vmamba.convert_official_checkpoint (use weights='model_ema' for the EMA weights)."
+    "Official checkpoints are Swin-style training pickles (model / model_ema / optimizer / yacs config); they load "
+    "as they are (the 'model' entry). For the EMA weights convert once with "
+    "vision.vmamba.convert_official_checkpoint(src, dst, weights='model_ema')."
 )
 _VMAMBA_RECIPE = "vmamba_imagenet.yaml"
 _EMA = "vmamba_imagenet_ema.yaml"  # VMamba-S/B were trained with EMA, VMamba-T without

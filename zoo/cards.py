@@ -78,8 +78,8 @@ def card_fields(model_id: str) -> list[tuple[str, str]]:
         fields.append(("weights", "none published"))
     for weights in card.weights:
         where = weights.url or weights.download_page or "?"
-        metrics = ", ".join(f"{k} {v}" for k, v in weights.metrics.items())
-        fields.append((f"weights {weights.name}", f"{weights.description}; {metrics}; {where}"))
+        parts = [weights.description, ", ".join(f"{k} {v}" for k, v in weights.metrics.items()), where]
+        fields.append((f"weights {weights.name}", "; ".join(p for p in parts if p)))
     if card.target_layer:
         fields.append(("Grad-CAM layer", card.target_layer))
     if card.notes:

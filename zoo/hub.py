@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 from zoo.errors import CheckpointError, CheckpointMismatchError, HashMismatchError, UnsafeCheckpointError
 from zoo.registry import ModelEntry, WeightSet
 
-__all__ = ["LoadedWeights", "download", "fit_state_dict", "load_weights", "read_weights", "save_pretrained"]
+__all__ = ["LoadedWeights", "download", "fit_state_dict", "load_weights", "read_weights", "register_safe_global",
+           "save_pretrained"]
 
 TORCH_SUFFIXES = (".pt", ".pth", ".tar", ".bin", ".ckpt")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -136,9 +137,23 @@ def _strip_wrappers(state_dict: dict[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
+_SAFE_GLOBALS: list[tuple[type, str]] = []
+
+
+def register_safe_global(stand_in: type, qualified_name: str) -> None:
+    """Let torch's weights-only unpickler rebuild ``qualified_name`` as ``stand_in``.
+
+    For official checkpoints that pickle harmless config objects (e.g. yacs' ``CfgNode`` in Swin-style training
+    checkpoints). The stand-in must only build plain containers; the original class is never imported or run.
+    """
+    if (stand_in, qualified_name) not in _SAFE_GLOBALS:
+        _SAFE_GLOBALS.append((stand_in, qualified_name))
+
+
 def _torch_load(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         # weights_only refuses any global outside torch's allow-list before constructing it: nothing has run.
         raise UnsafeCheckpointError(
@@ -180,8 +195,13 @@ def _from_folder(folder: Path) -> LoadedWeights:
     return read_weights(candidates[0])
 
 
-def read_weights(path: str | Path) -> LoadedWeights:
-    """Read a local file or folder into a :class:`LoadedWeights`, safely (no pickled code runs)."""
+def read_weights(path: str | Path, key: str | None = None) -> LoadedWeights:
+    """Read a local file or folder into a :class:`LoadedWeights`, safely (no pickled code runs).
+
+    Args:
+        key: the entry of a checkpoint dict that holds the weights (e.g. "model_ema"); by default "state_dict",
+            then "model", then the dict itself.
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no such checkpoint file or folder: {path}")
@@ -197,6 +217,11 @@ def read_weights(path: str | Path) -> LoadedWeights:
         raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, found {type(obj).__name__}")
     if "pytorch-lightning_version" in obj and "state_dict" in obj:
         return _from_lightning(obj, str(path))
+    if key is not None:
+        if not isinstance(obj.get(key), dict):
+            entries = ", ".join(k for k, v in obj.items() if isinstance(v, dict)) or "none"
+            raise CheckpointError(f"{path}: no {key!r} weights in the checkpoint (dict entries: {entries})")
+        obj = obj[key]
     for wrapper in ("state_dict", "model"):
         if isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -234,7 +259,7 @@ def load_weights(source: str | Path, entry: ModelEntry) -> LoadedWeights:
     names = {w.name: w for w in entry.card.weights}
     if text in names:
         weights = names[text]
-        loaded = read_weights(_weight_set_source(weights, entry.id))
+        loaded = read_weights(_weight_set_source(weights, entry.id), key=weights.state_dict_key)
         loaded.model_kwargs = {**weights.model_kwargs, **loaded.model_kwargs}
         loaded.num_classes = loaded.num_classes or weights.num_classes
         return loaded

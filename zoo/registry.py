@@ -57,6 +57,7 @@ class WeightSet:
         download_page: where a user fetches the file by hand when there is no direct url.
         file_name: the file's name as distributed.
         model_kwargs: constructor arguments the weights need (e.g. the per-stage kernel sizes of a release).
+        state_dict_key: the checkpoint entry holding the weights to load (e.g. "model_ema"), when not the default.
         metrics: reported results, e.g. {"imagenet_top1": 77.42}.
     """
 
@@ -69,6 +70,7 @@ class WeightSet:
     file_name: str | None = None
     license: str | None = None
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    state_dict_key: str | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
 
 

@@ -12,7 +12,7 @@ import torch
 import zoo
 from vision import vmamba
 from zoo.blocks import selective_scan as ss
-from zoo.errors import InputShapeError, UnsafeCheckpointError
+from zoo.errors import InputShapeError
 from zoo.profile import count_macs, count_parameters
 
 OFFICIAL_PARAMS = {
@@ -104,12 +104,8 @@ def test_official_legacy_layout_loads(tmp_path, fake_yacs):
     assert "layers.0.blocks.0.self_attention.x_proj_weight" in {k.removeprefix("module.") for k in legacy}
     path = _swin_style_checkpoint(tmp_path / "vssmtiny_dp01_ckpt_epoch_292.pth", legacy, fake_yacs)
 
-    # Our hub refuses pickles with globals outside torch's allow-list...
-    with pytest.raises(UnsafeCheckpointError):
-        zoo.create_model("vision/vmamba_tiny", pretrained=str(path), **TINY)
-    # ...and reads them inside the context, with the yacs config as a plain dict and no yacs code run.
-    with vmamba.yacs_checkpoint_globals():
-        model = zoo.create_model("vision/vmamba_tiny", pretrained=str(path), **TINY).eval()
+    # The yacs config comes back as a plain dict through the registered stand-in: no yacs code runs.
+    model = zoo.create_model("vision/vmamba_tiny", pretrained=str(path), **TINY).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(x), source(x))
@@ -129,7 +125,7 @@ def test_plain_state_dict_and_ema_weights(tmp_path, fake_yacs):
     model = zoo.create_model("vision/vmamba_tiny", pretrained=str(converted), **TINY)
     torch.testing.assert_close(model.state_dict(), ema.state_dict())
     with pytest.raises(zoo.errors.CheckpointError, match="no 'ema' weights"):
-        vmamba.read_official_checkpoint(path, weights="ema")
+        vmamba.convert_official_checkpoint(path, tmp_path / "x.safetensors", weights="ema")
 
 
 def test_new_head_keeps_the_backbone(tmp_path):
@@ -146,7 +142,7 @@ def test_official_res_vmamba_checkpoint_reports_missing_shortcuts(tmp_path, fake
     official = {k: v for k, v in source.state_dict().items() if not k.startswith("shortcuts.")}
     path = _swin_style_checkpoint(tmp_path / "ckpt_epoch_166.pth", official, fake_yacs)
 
-    with vmamba.yacs_checkpoint_globals(), caplog.at_level(logging.WARNING, logger="vision.vmamba"):
+    with caplog.at_level(logging.WARNING, logger="vision.vmamba"):
         model = zoo.create_model("vision/res_vmamba", pretrained=str(path), **TINY)
     message = caplog.text
     for i in range(3):

@@ -2,13 +2,23 @@
 
 from zoo.blocks.attention import AttentionKind, MultiHeadCrossAttention, MultiHeadSelfAttention, attend
 from zoo.blocks.channel_attention import ECA, SqueezeExcite, eca_kernel_size
+from zoo.blocks.halo_attention import HaloAttention
+from zoo.blocks.retrieval import nearest_neighbors
+from zoo.blocks.selective_scan import SS2D, ScanMethod, cross_merge_2d, cross_scan_2d, selective_scan
 
 __all__ = [
     "ECA",
+    "SS2D",
     "AttentionKind",
+    "HaloAttention",
     "MultiHeadCrossAttention",
     "MultiHeadSelfAttention",
+    "ScanMethod",
     "SqueezeExcite",
     "attend",
+    "cross_merge_2d",
+    "cross_scan_2d",
     "eca_kernel_size",
+    "nearest_neighbors",
+    "selective_scan",
 ]
