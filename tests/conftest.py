@@ -8,8 +8,8 @@ import os
 # convolutions several times over. Read when torch loads its OpenMP runtime, so it is set before importing torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
