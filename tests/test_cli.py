@@ -105,3 +105,33 @@ def test_explain_writes_the_heat_map_over_the_image(trained_run, tmp_path, capsy
         assert picture.mode == "RGB" and min(picture.size) >= 256
     assert main(["explain", "--ckpt", trained_run.best, "--image", str(image), "--target", "cat"]) == 1
     assert "unknown class 'cat'" in capsys.readouterr().err
+
+
+def test_ui_serves_the_same_store(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    zoo_command = [sys.executable, "-c", "import sys; from zoo.cli import main; sys.exit(main())"]
+    server = subprocess.Popen([*zoo_command, "ui", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert f"sqlite:///{tmp_path}/mlflow.db" in server.stdout.readline()
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("zoo ui did not start")
+        assert (tmp_path / "mlflow.db").exists()  # the UI opened the store in the working directory
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

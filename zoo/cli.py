@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -73,8 +72,11 @@ def cmd_ui(host: str, port: int) -> int:
         print(f"runs are tracked on the MLflow server {uri}: open it in a browser")
         return 0
     print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl+C stops it)", flush=True)
-    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
-                            "--port", str(port)])
+    # The server's background job runner (a pool of worker processes for MLflow's AI features) is not needed to
+    # browse runs. Replace this process, so that stopping `zoo ui` stops the server too.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    os.execv(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
+                              "--port", str(port)])
 
 
 # --- training and evaluation ------------------------------------------------------------------------------------
