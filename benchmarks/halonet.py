@@ -6,9 +6,6 @@ hits both. Prints each rate, the ratio zoo / timm, and the load average before a
 
     python -m benchmarks.halonet                       # halonet26t, batch 8, 256 px, CPU
     python -m benchmarks.halonet --model vision/halonet50ts --batch 32 --device cuda
-
-(Run it as a module from the repository root: as a script, the other files in benchmarks/ would shadow the packages
-of the same name, e.g. benchmarks/tabular.py the ``tabular`` models.)
 """
 
 from __future__ import annotations

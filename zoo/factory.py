@@ -44,6 +44,8 @@ def create_model(model_id: str, pretrained: Any = None, num_classes: int | None 
             raise CheckpointError(f"{loaded.source} holds weights of {loaded.model_id}, not {model_id}")
         inferred = entry.kwargs_from_checkpoint(loaded.state_dict) if entry.kwargs_from_checkpoint else {}
         kwargs = {**loaded.model_kwargs, **inferred, **kwargs}
+        if num_classes is None and loaded.num_classes is not None:
+            num_classes = loaded.num_classes  # recorded with the weights (zoo checkpoints, folders, weight sets)
 
     model = entry.factory(num_classes=entry.card.default_num_classes if num_classes is None else num_classes,
                           **kwargs)

@@ -1,10 +1,13 @@
-"""Attention and sequence building blocks shared by the model families (one file per family of blocks)."""
+"""Attention and sequence building blocks shared by the model families (one file per family of blocks).
+
+The selective scan function lives in ``zoo.blocks.selective_scan`` (the module of the same name is not shadowed).
+"""
 
 from zoo.blocks.attention import AttentionKind, MultiHeadCrossAttention, MultiHeadSelfAttention, attend
 from zoo.blocks.channel_attention import ECA, SqueezeExcite, eca_kernel_size
 from zoo.blocks.halo_attention import HaloAttention
 from zoo.blocks.retrieval import nearest_neighbors
-from zoo.blocks.selective_scan import SS2D, ScanMethod, cross_merge_2d, cross_scan_2d, selective_scan
+from zoo.blocks.selective_scan import SS2D, ScanMethod, cross_merge_2d, cross_scan_2d
 
 __all__ = [
     "ECA",
@@ -20,5 +23,4 @@ __all__ = [
     "cross_scan_2d",
     "eca_kernel_size",
     "nearest_neighbors",
-    "selective_scan",
 ]

@@ -7,9 +7,9 @@ best validation checkpoint. LightGBM (benchmark-only dependency: ``pip install z
 on the same validation split. Scores: RMSE on the original scale (lower is better) for regression, accuracy
 (higher is better) for classification. Nothing is tuned per dataset: this compares default configurations.
 
-    python -m benchmarks.tabular [--tables diabetes breast_cancer wine digits] [--seeds 0] [--max-epochs 200]
+    python -m benchmarks.tabular_models [--tables diabetes breast_cancer wine digits] [--seeds 0] [--max-epochs 200]
 
-(``python benchmarks/tabular.py`` works too.) Writes ``benchmarks/results/tabular.md``.
+Writes ``benchmarks/results/tabular.md``.
 """
 
 from __future__ import annotations
@@ -18,15 +18,10 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a file: this file's folder would shadow the `tabular` package
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [str(_here.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _here]
 
 import lightning as L
 import numpy as np
