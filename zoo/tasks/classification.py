@@ -24,7 +24,9 @@ def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
     }
     if num_classes > 5:
         metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-    return MetricCollection(metrics, prefix=prefix)
+    # No compute groups: they merge metrics whose states match after the first batch, and top-1 and top-5
+    # statistics match whenever that batch is classified perfectly; F1 then came out as top-5 accuracy.
+    return MetricCollection(metrics, prefix=prefix, compute_groups=False)
 
 
 class ClassificationTask(ZooTask):
