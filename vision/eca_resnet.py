@@ -47,7 +47,8 @@ class EcaBasicBlock(nn.Module):
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.eca(self.bn2(self.conv2(out)))
-        return self.relu(out + shortcut)
+        out += shortcut
+        return self.relu(out)
 
 
 class EcaBottleneck(nn.Module):
@@ -74,7 +75,8 @@ class EcaBottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.eca(self.bn3(self.conv3(out)))
-        return self.relu(out + shortcut)
+        out += shortcut
+        return self.relu(out)
 
 
 class EcaResNet(nn.Module):

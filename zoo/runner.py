@@ -15,7 +15,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from zoo.tasks import TASKS, ZooTask
-from zoo.tracking import RunArtifacts, ZooCheckpoint, ZooMLFlowLogger, ZooSaveConfig, mlflow_logger
+from zoo.tracking import RunArtifacts, ZooCheckpoint, ZooMLFlowLogger, ZooSaveConfig, mlflow_logger, run_checkpoints
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -49,8 +49,8 @@ class ZooCLI(LightningCLI):
             load_from_checkpoint_support=False,
             trainer_defaults={
                 "logger": {"class_path": f"{ZooMLFlowLogger.__module__}.ZooMLFlowLogger"},
-                "callbacks": [ZooCheckpoint(), LearningRateMonitor(logging_interval="step"), RunArtifacts(),
-                              *extra_callbacks],
+                "callbacks": [ZooCheckpoint("best"), ZooCheckpoint("last"),
+                              LearningRateMonitor(logging_interval="step"), RunArtifacts(), *extra_callbacks],
                 "enable_autolog_hparams": False,
             },
             seed_everything_default=0, args=args, run=run,
@@ -113,8 +113,7 @@ def run_lightning(command: str, task_kind: str, args: list[str], ckpt_path: str 
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
     if trainer.interrupted:
         return 1
-    callback = trainer.checkpoint_callback  # read now: testing the best checkpoint restores its older state
-    checkpoints = {"best": callback.best_model_path, "last": callback.last_model_path} if callback else {}
+    checkpoints = run_checkpoints(trainer)  # read now: testing the best checkpoint restores its older state
     test_metrics: dict[str, Any] = {}
     if getattr(datamodule, "has_test_split", True) and not trainer.fast_dev_run:
         results = trainer.test(task, datamodule=datamodule, ckpt_path="best", verbose=False)

@@ -20,7 +20,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
 import lightning
@@ -213,16 +213,37 @@ def mlflow_logger(trainer: Trainer) -> ZooMLFlowLogger | None:
     return next((lg for lg in trainer.loggers if isinstance(lg, ZooMLFlowLogger)), None)
 
 
-class ZooCheckpoint(ModelCheckpoint):
-    """``best.ckpt`` (by the task's monitored metric) and ``last.ckpt``, in the MLflow run's checkpoint folder."""
+def run_checkpoints(trainer: Trainer) -> dict[str, str]:
+    """Paths of the run's "best" and "last" checkpoints (empty strings before they are written)."""
+    return {c.kind: c.path for c in trainer.callbacks if isinstance(c, ZooCheckpoint)}
 
-    def __init__(self, dirpath: str | None = None):
-        super().__init__(dirpath=dirpath, filename="best", save_last=True, save_top_k=1,
+
+class ZooCheckpoint(ModelCheckpoint):
+    """One of a run's two checkpoints, written into the MLflow run's checkpoint folder.
+
+    Args:
+        kind: "best": the weights of the epoch with the best value of the task's monitored metric (no optimiser
+            state: it is for evaluation and prediction, and a third of the size with Adam); "last": the full
+            training state after the latest epoch, which ``zoo train --resume`` continues from.
+    """
+
+    def __init__(self, kind: Literal["best", "last"] = "best", dirpath: str | None = None):
+        super().__init__(dirpath=dirpath, filename=kind, save_top_k=1, save_weights_only=kind == "best",
                          auto_insert_metric_name=False, enable_version_counter=False)
+        self.kind = kind
+
+    @property
+    def state_key(self) -> str:
+        return f"ZooCheckpoint[{self.kind}]"
+
+    @property
+    def path(self) -> str:
+        """The checkpoint file written last ("" before the first)."""
+        return self.best_model_path
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         monitor, mode = getattr(pl_module, "monitor", None), getattr(pl_module, "monitor_mode", "min")
-        if monitor and self.monitor is None:
+        if self.kind == "best" and monitor and self.monitor is None:
             self.monitor = monitor
             self._ModelCheckpoint__init_monitor_mode(mode)
         logger = mlflow_logger(trainer)
@@ -256,14 +277,14 @@ class RunArtifacts(Callback):
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         logger = mlflow_logger(trainer)
-        checkpoint = trainer.checkpoint_callback
-        if logger is None or trainer.global_rank != 0 or not isinstance(checkpoint, ModelCheckpoint):
+        checkpoints = run_checkpoints(trainer)
+        if logger is None or trainer.global_rank != 0 or not checkpoints:
             return
         if logger.artifact_dir is None:
-            for path in (checkpoint.best_model_path, checkpoint.last_model_path):
+            for path in checkpoints.values():
                 if path:
                     logger.log_artifact(path, CHECKPOINT_ARTIFACT_DIR)
-        best = checkpoint.best_model_path or checkpoint.last_model_path
+        best = checkpoints.get("best") or checkpoints.get("last")
         if best and hasattr(pl_module, "export_pretrained"):
             with tempfile.TemporaryDirectory() as tmp:
                 folder = pl_module.export_pretrained(best, Path(tmp) / "model")

@@ -64,6 +64,7 @@ class ClassificationTask(ZooTask):
         self.test_metrics = classification_metrics(self.num_classes, "test/")
         self.val_confusion = MulticlassConfusionMatrix(self.num_classes)
         self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
+        self._val_confusion_matrix = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> logits (B, num_classes)."""
@@ -100,6 +101,12 @@ class ClassificationTask(ZooTask):
         metrics.reset()
         matrix = confusion.compute().cpu().numpy()
         confusion.reset()
+        if stage == "val":  # plotted once, at the end of training (a figure per epoch costs more than it shows)
+            self._val_confusion_matrix = matrix
+        else:
+            self._log_confusion_matrix(matrix, stage)
+
+    def _log_confusion_matrix(self, matrix, stage: str) -> None:
         logger = mlflow_logger(self.trainer)
         if logger is not None and not self.trainer.sanity_checking:
             figure = confusion_matrix_figure(matrix, self.class_names, f"{stage} confusion matrix")
@@ -107,7 +114,9 @@ class ClassificationTask(ZooTask):
             plt.close(figure)
 
     def on_fit_end(self) -> None:
-        """Log Grad-CAM overlays of a few validation images (``plots/gradcam_val.png``)."""
+        """Log the last validation confusion matrix and Grad-CAM overlays of a few validation images."""
+        if self._val_confusion_matrix is not None:
+            self._log_confusion_matrix(self._val_confusion_matrix, "val")
         logger = mlflow_logger(self.trainer)
         count = self.hparams.explain_images
         if logger is None or not count or not self.trainer.is_global_zero:
