@@ -109,7 +109,7 @@ def zoo_loop(epochs: int, image_size: int, batch_size: int) -> float:
                  "--data.image_size", str(image_size), "--data.batch_size", str(batch_size),
                  "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
         cli = ZooCLI(ClassificationTask, args, run=False)
-        cli.trainer.loggers[0].experiment  # the MLflow store is created once per directory: not counted
+        _ = cli.trainer.loggers[0].experiment  # the MLflow store is created once per directory: not counted
         start = time.perf_counter()
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         return time.perf_counter() - start
