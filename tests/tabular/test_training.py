@@ -142,7 +142,6 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.slow
 def test_ddp_spawn_every_rank_retrieves_from_the_whole_table(tmp_path):
     """Two CPU processes (gloo): each rank's loader holds half the rows, its candidates all of them."""
     import json

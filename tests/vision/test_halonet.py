@@ -202,7 +202,6 @@ def test_big_paper_models_run_forward_backward_at_their_input(model_id):
     assert out.shape == (1, 10)
 
 
-@pytest.mark.slow
 def test_tiny_halonet_learns_digits_with_the_quickstart_recipe():
     """A small halonet26t (1/8 width; halo blocks b=2, h=1, so 64 px inputs fit) trained for 4 epochs on the bundled
     digits by the task and data module `zoo train` uses, with the quickstart recipe's optimiser and schedule."""

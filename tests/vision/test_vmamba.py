@@ -216,7 +216,6 @@ def test_bad_input_shapes_are_named():
         zoo.create_model("vision/vmamba_tiny", scan_method="cuda", **TINY)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("model_id", ["vision/vmamba_tiny", "vision/res_vmamba"])
 def test_tiny_model_learns_digits_with_the_quickstart_recipe(model_id):
     """A tiny configuration (one block per stage, 24 channels, state size 4) trained for 3 epochs on the bundled
