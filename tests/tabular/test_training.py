@@ -10,7 +10,6 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
