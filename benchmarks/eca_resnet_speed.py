@@ -8,7 +8,7 @@
 
     python -m benchmarks.eca_resnet_speed [--batch 16] [--size 160] [--steps 4] [--rounds 5] [--epochs 12]
 
-Numbers depend on the machine and its load; the script prints `os.getloadavg()` with them.
+Numbers depend on the machine and its load; the script prints the load average with them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import statistics
 import tempfile
 import time
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 import zoo
+from benchmarks._common import load_average
 from data.images import ImageClassificationData
 from zoo.tasks import ClassificationTask, WarmupCosineLR
 
@@ -127,7 +127,7 @@ def main() -> None:
     # of one architecture then differ by 10-15 % at random. Flushing them to zero compares the implementations.
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {load_average()}")
 
     ours = zoo.create_model("vision/eca_resnet50")
     rates = training_rates({"zoo": ours, "timm": timm_eca_resnet50(ours)}, args.batch, args.size, args.steps,
@@ -144,7 +144,7 @@ def main() -> None:
     print(f"   bare PyTorch loop     {bare:.1f} s")
     print(f"   zoo train (fit)       {framework:.1f} s")
     print(f"   zoo / bare            {framework / bare:.3f}  (overhead {100 * (framework / bare - 1):.1f} %)")
-    print(f"\nload average after: {os.getloadavg()}")
+    print(f"\nafter: {load_average()}")
 
 
 if __name__ == "__main__":

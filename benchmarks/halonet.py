@@ -11,7 +11,6 @@ hits both. Prints each rate, the ratio zoo / timm, and the load average before a
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import time
@@ -20,21 +19,8 @@ import timm
 import torch
 
 import zoo
-
-TIMM_NAMES = {
-    "vision/halonet26t": "halonet26t",
-    "vision/sehalonet33ts": "sehalonet33ts",
-    "vision/halonet50ts": "halonet50ts",
-    "vision/eca_halonext26ts": "eca_halonext26ts",
-    "vision/halonet_h1": "halonet_h1",
-}
-
-
-def _load() -> str:
-    try:
-        return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    except OSError:
-        return "load average unavailable"
+from benchmarks._common import load_average
+from vision.halonet import TIMM_EQUIVALENTS
 
 
 def _sync(device: torch.device) -> None:
@@ -54,7 +40,7 @@ def _step_time(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="vision/halonet26t", choices=sorted(TIMM_NAMES))
+    parser.add_argument("--model", default="vision/halonet26t", choices=sorted(TIMM_EQUIVALENTS))
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per model (after warm-up)")
@@ -67,7 +53,7 @@ def main() -> None:
     device = torch.device(args.device)
 
     torch.manual_seed(0)
-    reference = timm.create_model(TIMM_NAMES[args.model])
+    reference = timm.create_model(TIMM_EQUIVALENTS[args.model])
     kwargs = {"strided_pos": "timm"} if args.model == "vision/halonet_h1" else {}
     ours = zoo.create_model(args.model, **kwargs)
     ours.load_state_dict(reference.state_dict())
@@ -76,9 +62,9 @@ def main() -> None:
     target = torch.randint(0, 1000, (args.batch,), device=device)
 
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    print(f"{args.model} vs timm {TIMM_NAMES[args.model]}: batch {args.batch}, {args.size} px, {device_name}, "
+    print(f"{args.model} vs timm {TIMM_EQUIVALENTS[args.model]}: batch {args.batch}, {args.size} px, {device_name}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, timm {timm.__version__}")
-    print(f"before: {_load()}")
+    print(f"before: {load_average()}")
     for model in models.values():
         for _ in range(args.warmup):
             _step_time(model, x, target)
@@ -88,7 +74,7 @@ def main() -> None:
         for name in order:
             times[name].append(_step_time(models[name], x, target))
         order.reverse()
-    print(f"after:  {_load()}")
+    print(f"after:  {load_average()}")
     rates = {name: 1.0 / statistics.median(t) for name, t in times.items()}
     for name, rate in rates.items():
         print(f"{name:5s} {rate:8.3f} steps/s  ({rate * args.batch:8.1f} images/s, median of {args.steps})")

@@ -14,20 +14,13 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks._common import load_average, write_report
 from zoo.blocks.retrieval import faiss_available, nearest_neighbors
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "n/a"
 
 
 def measure(queries: torch.Tensor, keys: torch.Tensor, k: int, backend: str, repeats: int) -> float:
@@ -59,7 +52,7 @@ def main() -> None:
 
         faiss.omp_set_num_threads(args.threads)
         backends.insert(0, "faiss")
-    load_before = uptime()
+    load_before = load_average()
     torch.manual_seed(0)
     queries = torch.randn(args.queries, args.dim)
     rows = []
@@ -84,13 +77,10 @@ def main() -> None:
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other jobs), "
         f"torch {torch.__version__}.",
         f"Load before: `{load_before}`",
-        f"Load after: `{uptime()}`",
+        f"Load after: `{load_average()}`",
         "",
     ]
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("\n".join(lines))
-    print(f"wrote {output}")
+    write_report(args.output, lines)
 
 
 if __name__ == "__main__":

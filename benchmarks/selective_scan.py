@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import torch
 
+from benchmarks._common import load_average
 from vision.vmamba import vmamba_tiny
 from zoo.blocks.selective_scan import selective_scan
 
@@ -38,13 +39,6 @@ SCAN_SIZES = {
     "VMamba-T stage 3 @224 (B1 D3072 N16 L196)": (1, 3072, 4, 16, 196),
     "1-D sequence (B8 D256 N16 L1024)": (8, 256, 1, 16, 1024),
 }
-
-
-def _load() -> str:
-    try:
-        return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    except OSError:
-        return "load average unavailable"
 
 
 def _timed(fn: Callable[[], None]) -> tuple[float, float]:
@@ -118,7 +112,7 @@ def main() -> None:
 
     print(f"selective scan, fast vs reference: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
-    print(f"before: {_load()}")
+    print(f"before: {load_average()}")
     print("\n| case | fast wall s | reference wall s | ratio | fast CPU s | reference CPU s | ratio |")
     print("|---|---|---|---|---|---|---|")
     for name, size in ({} if args.skip_scans else SCAN_SIZES).items():
@@ -133,7 +127,7 @@ def main() -> None:
         target = torch.randint(0, 1000, (args.batch,))
         result = _compare({m: _model_step(model, x, target, m) for m in METHODS}, args.model_reps, args.warmup)
         print(_row(f"VMamba-T training step (forward + backward), batch {args.batch}, {args.size} px", result))
-    print(f"\nafter:  {_load()}")
+    print(f"\nafter:  {load_average()}")
 
 
 if __name__ == "__main__":

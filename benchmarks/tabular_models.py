@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 import warnings
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from benchmarks._common import load_average, write_report
 from data.tabular import TabularData
 from zoo.tasks import TabularTask
 
@@ -38,13 +38,6 @@ OPTIMIZERS = {
     "tabular/mlp": (0.0005261111893873331, 7.041081826641309e-06),
     "tabular/mlp_plr": (0.0006285731702443354, 6.340374384988119e-05),
 }
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "n/a"
 
 
 def score_name(task_type: str) -> str:
@@ -119,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    load_before = uptime()
+    load_before = load_average()
 
     results: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
     for table in args.tables:
@@ -156,11 +149,8 @@ def main() -> None:
         time_lines.append(f"| {table} | " + " | ".join(times) + " |")
     lines += time_lines
     lines += ["", f"Machine: {os.cpu_count()} CPU cores shared with other jobs, {args.threads} torch threads, "
-              f"torch {torch.__version__}.", f"Load before: `{load_before}`", f"Load after: `{uptime()}`", ""]
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("\n".join(lines))
-    print(f"wrote {output}")
+              f"torch {torch.__version__}.", f"Load before: `{load_before}`", f"Load after: `{load_average()}`", ""]
+    write_report(args.output, lines)
 
 
 if __name__ == "__main__":

@@ -344,6 +344,16 @@ def _timm_halonet(name: str, num_classes: int, **kwargs: Any) -> HaloNet:
     return HaloNet(TIMM_CONFIGS[name], num_classes=num_classes, name=name, **kwargs)
 
 
+# zoo id -> the timm model with the same layout and parameters (for comparisons and weight conversion).
+TIMM_EQUIVALENTS = {
+    "vision/halonet26t": "halonet26t",
+    "vision/sehalonet33ts": "sehalonet33ts",
+    "vision/halonet50ts": "halonet50ts",
+    "vision/eca_halonext26ts": "eca_halonext26ts",
+    "vision/halonet_h1": "halonet_h1",  # with strided_pos="timm"
+}
+
+
 # The paper's family. ``strided_pos="timm"`` reproduces timm's position indexing in the three strided layers.
 
 @register_model("vision/halonet_h0", card=_paper_card("h0", 5_500_952, 2_352_932_864))

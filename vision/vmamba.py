@@ -174,7 +174,7 @@ class VMamba(nn.Module):
             Permute(0, 2, 3, 1),
             nn.LayerNorm(dims[0]),
         )
-        drop_paths = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        drop_paths = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()  # CPU: works under meta
         ssm_kwargs = {"d_state": d_state, "ssm_ratio": ssm_ratio, "dt_rank": dt_rank, "scan_method": scan_method}
         self.layers = nn.ModuleList()
         for i, depth in enumerate(depths):

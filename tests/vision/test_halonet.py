@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 import zoo
-from vision.halonet import HaloNet
+from vision.halonet import TIMM_EQUIVALENTS, HaloNet
 from zoo import hub
 from zoo.errors import InputShapeError
 from zoo.profile import count_macs, count_parameters
@@ -30,15 +30,6 @@ PARAMS = {
 }
 # The research notes' rounded counts (M) for the paper family, computed with r_v scaling the values only.
 PAPER_TABLE_M = {"h0": 5.50, "h1": 8.10, "h2": 9.40, "h3": 11.84, "h4": 19.10, "h5": 30.72, "h6": 43.46, "h7": 67.43}
-# zoo id -> timm model name, for the numerical comparisons.
-TIMM_NAMES = {
-    "vision/halonet26t": "halonet26t",
-    "vision/sehalonet33ts": "sehalonet33ts",
-    "vision/halonet50ts": "halonet50ts",
-    "vision/eca_halonext26ts": "eca_halonext26ts",
-    "vision/halonet_h1": "halonet_h1",
-}
-
 
 @pytest.fixture(autouse=True)
 def _few_threads():
@@ -60,8 +51,8 @@ def test_parameter_count_and_macs_are_exact_and_on_the_card(model_id):
         model = zoo.create_model(model_id)
         assert count_parameters(model) == PARAMS[model_id] == card.num_params
         assert count_macs(model, card.input_shape) == card.macs
-        if model_id in TIMM_NAMES:
-            reference = timm.create_model(TIMM_NAMES[model_id])
+        if model_id in TIMM_EQUIVALENTS:
+            reference = timm.create_model(TIMM_EQUIVALENTS[model_id])
             assert list(model.state_dict()) == list(reference.state_dict())
             assert count_parameters(reference) == PARAMS[model_id]
     name = model_id.rpartition("_")[2]
@@ -82,9 +73,9 @@ def _randomised_timm_model(name: str) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("model_id", list(TIMM_NAMES))
+@pytest.mark.parametrize("model_id", list(TIMM_EQUIVALENTS))
 def test_timm_checkpoint_files_load_and_give_timm_logits(model_id, tmp_path):
-    reference = _randomised_timm_model(TIMM_NAMES[model_id])
+    reference = _randomised_timm_model(TIMM_EQUIVALENTS[model_id])
     state_dict = {k: v.contiguous() for k, v in reference.state_dict().items()}
     save_file(state_dict, tmp_path / "model.safetensors")
     torch.save(state_dict, tmp_path / "pytorch_model.pth")
@@ -114,7 +105,7 @@ def test_timm_weight_set_points_at_hugging_face_and_loads_through_the_hub(monkey
     assert requested == [weights.url]
     assert model.get_classifier().out_features == 10
     torch.testing.assert_close(model.stages[3][1].self_attn.kv.weight, reference.stages[3][1].self_attn.kv.weight)
-    for model_id in TIMM_NAMES:
+    for model_id in TIMM_EQUIVALENTS:
         if model_id != "vision/halonet_h1":
             assert get_card(model_id).weight_set("timm").url.startswith("https://huggingface.co/timm/")
 

@@ -202,14 +202,8 @@ def test_grad_cam_target_layer_is_channels_last():
     assert captured["out"].shape == (1, 2, 2, model.num_features)
 
 
-def test_bad_input_shapes_are_named():
+def test_sizes_that_are_not_patch_multiples_are_named():
     model = zoo.create_model("vision/vmamba_tiny", num_classes=3, **TINY)
-    with pytest.raises(InputShapeError, match=r"\(B, 3, H, W\)"):
-        model(torch.randn(3, 32, 32))
-    with pytest.raises(InputShapeError, match=r"got \(2, 1, 32, 32\)"):
-        model(torch.randn(2, 1, 32, 32))
-    with pytest.raises(InputShapeError, match="float"):
-        model(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(InputShapeError, match="multiples of the patch size 4, got 30x32"):
         model(torch.randn(2, 3, 30, 32))
     with pytest.raises(ValueError, match="scan_method"):
