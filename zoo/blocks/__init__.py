@@ -6,6 +6,7 @@ The selective scan function lives in ``zoo.blocks.selective_scan`` (the module o
 from zoo.blocks.attention import AttentionKind, MultiHeadCrossAttention, MultiHeadSelfAttention, attend
 from zoo.blocks.channel_attention import ECA, SqueezeExcite, eca_kernel_size
 from zoo.blocks.halo_attention import HaloAttention
+from zoo.blocks.mamba import Mamba, MambaBlock, MambaState
 from zoo.blocks.retrieval import nearest_neighbors
 from zoo.blocks.selective_scan import SS2D, ScanMethod, cross_merge_2d, cross_scan_2d
 
@@ -14,6 +15,9 @@ __all__ = [
     "SS2D",
     "AttentionKind",
     "HaloAttention",
+    "Mamba",
+    "MambaBlock",
+    "MambaState",
     "MultiHeadCrossAttention",
     "MultiHeadSelfAttention",
     "ScanMethod",

@@ -24,6 +24,7 @@ direction). :func:`selective_scan` computes it two ways, with one interface:
 :func:`cross_scan_2d` / :func:`cross_merge_2d` turn a feature map into VMamba's four scan orders and back, and
 :class:`SS2D` is VMamba's 2-D selective-scan block (the "v0" form used by VMamba v0 and Res-VMamba), with the
 official parameter names so that official checkpoints load as they are.
+The 1-D Mamba block for sequence models (time series) is :mod:`zoo.blocks.mamba`.
 """
 
 from __future__ import annotations
