@@ -263,7 +263,7 @@ class ZooSaveConfig(SaveConfigCallback):
         logger = mlflow_logger(trainer)
         if logger is None:
             return
-        text = self.parser.dump(self.config, skip_none=False)
+        text = self.parser.dump(self.config, skip_unset=False)  # keep the None values: the config is complete
         model_id = getattr(pl_module, "model_id", None)
         if not logger.resumed:  # a resumed run keeps its first config.yaml; changes go to config-resume-N.yaml
             logger.log_text(text, self.config_filename)
