@@ -9,7 +9,9 @@ Sources, chosen by ``dataset`` (``"auto"``: ImageFolder when ``root`` is given, 
 
 Augmentations use albumentations: ``affine`` (small shifts, scales and rotations; no flips, safe for digits
 and text), ``crop_flip`` (CIFAR's pad-crop-flip), ``imagenet`` (random-resized crop and flip; evaluation resizes
-to size/0.875 and centre-crops), ``none``.
+to size/0.875 and centre-crops), ``randaugment`` (timm's ImageNet training pipeline, which DeiT, Swin and VMamba
+train with: bicubic random-resized crop, flip, RandAugment, random erasing; evaluation resizes bicubically to
+size/0.875 and centre-crops), ``none``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import lightning as L
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
@@ -49,7 +51,7 @@ CIFAR100_CLASSES = (
     "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale",
     "willow_tree", "wolf", "woman", "worm",
 )
-Augment = Literal["none", "affine", "crop_flip", "imagenet"]
+Augment = Literal["none", "affine", "crop_flip", "imagenet", "randaugment"]
 Source = Literal["auto", "digits", "imagefolder", "cifar10", "cifar100"]
 
 
@@ -62,15 +64,72 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {err}") from None
 
 
+class TimmTrainTransform:
+    """timm's ImageNet training pipeline (``timm.data.create_transform``, as the DeiT/Swin/VMamba code calls it):
+    bicubic random-resized crop, horizontal flip, RandAugment, normalisation and random erasing (per pixel).
+
+    Called like an albumentations pipeline: ``transform(image=(H, W, 3) uint8)["image"]`` -> (3, S, S) float.
+    Colour jitter is passed as those recipes pass it (0.4); timm switches it off when RandAugment is on, as the
+    recipes' timm versions did too.
+    """
+
+    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float], rand_augment: str,
+                 random_erasing: float):
+        from timm.data import create_transform
+
+        try:
+            self.pipeline = create_transform(
+                image_size, is_training=True, color_jitter=0.4, auto_augment=rand_augment or None,
+                interpolation="bicubic", mean=tuple(mean), std=tuple(std), re_prob=random_erasing, re_mode="pixel",
+                re_count=1,
+            )
+        except (AssertionError, KeyError, ValueError) as err:
+            raise ValueError(f"bad RandAugment setting {rand_augment!r} (timm's form, e.g. "
+                             f"'rand-m9-mstd0.5-inc1'): {err}") from None
+
+        _allow_zero_bit_posterize(self.pipeline)
+
+    def __call__(self, *, image: np.ndarray) -> dict[str, torch.Tensor]:
+        return {"image": self.pipeline(Image.fromarray(image))}
+
+
+def _posterize(image: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize, with 0 bits giving a black image: what Pillow before 13 did and what the recipes trained
+    with. Pillow 13 refuses 0 bits, which RandAugment's "inc1" posterize reaches at magnitudes of 10 and more."""
+    if bits_to_keep >= 8:
+        return image
+    if bits_to_keep <= 0:
+        return image.point(lambda _: 0)
+    return ImageOps.posterize(image, bits_to_keep)
+
+
+def _allow_zero_bit_posterize(pipeline) -> None:
+    from timm.data.auto_augment import RandAugment, posterize
+
+    for transform in pipeline.transforms:
+        if isinstance(transform, RandAugment):
+            for op in transform.ops:
+                if op.aug_fn is posterize:
+                    op.aug_fn = _posterize
+
+
 def image_transform(image_size: int, augment: Augment, mean: Sequence[float], std: Sequence[float],
-                    train: bool) -> A.Compose:
-    """The albumentations pipeline of a split: (H, W, 3) uint8 -> normalised (3, S, S) float tensor."""
+                    train: bool, rand_augment: str = "rand-m9-mstd0.5-inc1",
+                    random_erasing: float = 0.25) -> A.Compose | TimmTrainTransform:
+    """The pipeline of a split: ``transform(image=(H, W, 3) uint8)["image"]`` -> normalised (3, S, S) float.
+
+    ``rand_augment`` (timm's RandAugment string) and ``random_erasing`` (probability) apply to ``randaugment``.
+    """
     size = image_size
     normalize = [A.Normalize(mean=mean, std=std), ToTensorV2()]
-    if augment == "imagenet":
+    if augment in ("imagenet", "randaugment"):
+        if train and augment == "randaugment":
+            return TimmTrainTransform(size, mean, std, rand_augment, random_erasing)
         if train:
             return A.Compose([A.RandomResizedCrop(size=(size, size)), A.HorizontalFlip(), *normalize])
-        return A.Compose([A.SmallestMaxSize(max_size=round(size / 0.875)), A.CenterCrop(size, size), *normalize])
+        interpolation = 2 if augment == "randaugment" else 1  # cv2 cubic as timm's bicubic eval; else linear
+        return A.Compose([A.SmallestMaxSize(max_size=round(size / 0.875), interpolation=interpolation),
+                          A.CenterCrop(size, size), *normalize])
     steps: list = [A.Resize(size, size, interpolation=2)]  # cubic: smooth upscaling of tiny images
     if train and augment == "affine":
         steps.append(A.Affine(translate_percent=(-0.1, 0.1), scale=(0.9, 1.1), rotate=(-10, 10), p=0.9))
@@ -171,7 +230,9 @@ class ImageClassificationData(L.LightningDataModule):
         dataset: where the images come from (see the module docstring); "auto" picks imagefolder or digits.
         image_size: side S of the square images the model sees.
         batch_size: examples per batch.
-        augment: training augmentation.
+        augment: training augmentation (see the module docstring).
+        rand_augment / random_erasing: timm's RandAugment string and the random-erasing probability of
+            ``augment="randaugment"``.
         val_fraction / test_fraction: split sizes when the source has no fixed validation/test split.
         predict_path: image file or folder for ``zoo predict``.
         num_workers: loader processes (default: 0 for in-memory images, else up to 4).
@@ -182,7 +243,7 @@ class ImageClassificationData(L.LightningDataModule):
                  batch_size: int = 64, augment: Augment = "affine", val_fraction: float = 0.1,
                  test_fraction: float = 0.2, predict_path: str | None = None, num_workers: int | None = None,
                  mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD,
-                 seed: int = 0):
+                 seed: int = 0, rand_augment: str = "rand-m9-mstd0.5-inc1", random_erasing: float = 0.25):
         super().__init__()
         self.save_hyperparameters()
         if dataset == "auto":
@@ -208,9 +269,9 @@ class ImageClassificationData(L.LightningDataModule):
         names = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}[split]
         return next((self.root / n for n in names if (self.root / n).is_dir()), None)
 
-    def transform(self, train: bool) -> A.Compose:
+    def transform(self, train: bool) -> A.Compose | TimmTrainTransform:
         hp = self.hparams
-        return image_transform(hp.image_size, hp.augment, hp.mean, hp.std, train)
+        return image_transform(hp.image_size, hp.augment, hp.mean, hp.std, train, hp.rand_augment, hp.random_erasing)
 
     # --- splits ---------------------------------------------------------------------------------------------
     def _split(self, n: int, labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -41,6 +41,19 @@ def _recipe_summary(entry: ModelEntry, name: str) -> str:
     ]
     if "image_size" in data_args:
         parts.append(f"{data_args['image_size']} px")
+    augment = data_args.get("augment")
+    if augment == "randaugment":
+        policy, erasing = data_args.get("rand_augment", "rand-m9-mstd0.5-inc1"), data_args.get("random_erasing", 0.25)
+        augment += f" ({policy}, erasing {erasing})"
+    if augment:
+        parts.append(f"augment {augment}")
+    task_args = (config.get("model", {}) or {}).get("init_args", {}) or {}
+    mixing = [f"{name} {task_args[key]}" for name, key in (("Mixup", "mixup_alpha"), ("CutMix", "cutmix_alpha"))
+              if task_args.get(key)]
+    if mixing:
+        parts.append(" / ".join(mixing))
+    if task_args.get("label_smoothing"):
+        parts.append(f"label smoothing {task_args['label_smoothing']}")
     if optimizer:
         args = optimizer.get("init_args", {}) or {}
         hyper = ", ".join(f"{k} {v}" for k, v in args.items())

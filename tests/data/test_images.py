@@ -143,3 +143,47 @@ def test_cifar10_downloads_through_torchvision(tmp_path, monkeypatch):
 def test_cifar_without_root_is_explained():
     with pytest.raises(DataError, match=r"needs --data.root"):
         ImageClassificationData(dataset="cifar100")
+
+
+def test_randaugment_policy_is_timms_training_pipeline():
+    from torchvision import transforms as T
+
+    from data.images import TimmTrainTransform
+
+    data = ImageClassificationData(image_size=48, augment="randaugment", random_erasing=1.0)
+    train, evaluate = data.transform(True), data.transform(False)
+    assert isinstance(train, TimmTrainTransform)
+    steps = [type(t).__name__ for t in train.pipeline.transforms]
+    assert steps[:3] == ["RandomResizedCropAndInterpolation", "RandomHorizontalFlip", "RandAugment"]
+    assert steps[-1] == "RandomErasing" and not any(isinstance(t, T.ColorJitter) for t in train.pipeline.transforms)
+    assert train.pipeline.transforms[2].num_layers == 2  # rand-m9-mstd0.5-inc1: two ops per image, magnitude 9
+    image = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    torch.manual_seed(0)
+    first, second = train(image=image)["image"], train(image=image)["image"]
+    assert first.shape == (3, 48, 48) and first.dtype == torch.float32
+    assert not torch.equal(first, second)
+    torch.testing.assert_close(evaluate(image=image)["image"], evaluate(image=image)["image"])
+    assert evaluate(image=image)["image"].shape == (3, 48, 48)
+
+
+def test_bad_randaugment_setting_is_named():
+    with pytest.raises(ValueError, match="bad RandAugment setting 'rand-q9'"):
+        ImageClassificationData(augment="randaugment", rand_augment="rand-q9").transform(True)
+
+
+def test_randaugment_posterize_to_zero_bits_gives_black_as_old_pillow_did():
+    """"inc1" posterize keeps 4 - int(0.4 m) bits: 0 bits at magnitude 10, which magnitude noise (mstd) reaches.
+    Pillow 13 refuses 0 bits; the pipeline blacks the image out, as the Pillow versions of the recipes did."""
+    from PIL import Image
+
+    from data.images import TimmTrainTransform
+
+    transform = TimmTrainTransform(32, (0.5,) * 3, (0.5,) * 3, "rand-n1-m10-mstd0-inc1", 0.0)
+    randaugment = transform.pipeline.transforms[2]
+    (posterize,) = [op for op in randaugment.ops if op.name == "PosterizeIncreasing"]
+    posterize.prob = 1.0
+    image = Image.fromarray(np.full((8, 8, 3), 200, dtype=np.uint8))
+    assert np.asarray(posterize(image)).max() == 0
+    randaugment.ops, randaugment.choice_weights = [posterize], None
+    torch.manual_seed(0)
+    transform(image=np.full((40, 40, 3), 200, dtype=np.uint8))  # raised "bits must be between 1 and 8" before

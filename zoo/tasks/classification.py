@@ -6,6 +6,8 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
@@ -34,7 +36,11 @@ class ClassificationTask(ZooTask):
 
     Args:
         class_names: names of the classes in label order (linked from the data module), for plots and predictions.
-        label_smoothing: cross-entropy label smoothing.
+        label_smoothing: cross-entropy label smoothing (folded into the mixed targets when mixing).
+        mixup_alpha / cutmix_alpha: Beta(alpha, alpha) of Mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019)
+            on training batches, with soft-target cross-entropy (timm's ``Mixup``, as DeiT/Swin/VMamba use it);
+            0 turns each off. With both on, each batch uses one of them (CutMix with ``mix_switch_prob``).
+        mix_prob: probability that a training batch is mixed at all. Mixing needs an even batch size.
         explain_images: at the end of training, log Grad-CAM overlays of this many validation images to MLflow
             (for models whose card names a Grad-CAM layer; 0 turns it off).
         (The other arguments are those of ``zoo.tasks.base.ZooTask``.)
@@ -48,7 +54,8 @@ class ClassificationTask(ZooTask):
 
     def __init__(self, model: str, num_classes: int | None = None, class_names: list[str] | None = None,
                  pretrained: str | None = None, model_kwargs: dict[str, Any] | None = None,
-                 label_smoothing: float = 0.0, optimizer: dict | None = None,
+                 label_smoothing: float = 0.0, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
+                 mix_prob: float = 1.0, mix_switch_prob: float = 0.5, optimizer: dict | None = None,
                  lr_scheduler: dict | None = None, decay_norm_and_bias: bool = True,
                  ema_decay: float | None = None, explain_images: int = 4):
         super().__init__(model, num_classes, pretrained, model_kwargs, optimizer, lr_scheduler, decay_norm_and_bias,
@@ -59,6 +66,12 @@ class ClassificationTask(ZooTask):
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.mixup = None
+        if mixup_alpha > 0 or cutmix_alpha > 0:
+            self.mixup = Mixup(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, prob=mix_prob,
+                               switch_prob=mix_switch_prob, label_smoothing=label_smoothing,
+                               num_classes=self.num_classes)
+            self.mixed_criterion = SoftTargetCrossEntropy()
         self.train_metrics = MulticlassAccuracy(self.num_classes, average="micro")
         self.val_metrics = classification_metrics(self.num_classes, "val/")
         self.test_metrics = classification_metrics(self.num_classes, "test/")
@@ -72,12 +85,26 @@ class ClassificationTask(ZooTask):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
+        if self.mixup is not None:
+            return self._mixed_training_step(images, labels)
         logits = self.model(images)
         loss = self.criterion(logits, labels)
         self.check_finite(loss)
         self.train_metrics(logits, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def _mixed_training_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mixup/CutMix: soft targets (B, num_classes), soft-target cross-entropy; no training accuracy (the
+        mixed images have no single true class)."""
+        if len(images) % 2:
+            raise ValueError(f"Mixup/CutMix pair the images of a batch, so the batch size must be even; got a "
+                             f"batch of {len(images)}. Use an even --data.batch_size.")
+        images, targets = self.mixup(images, labels)
+        loss = self.mixed_criterion(self.model(images), targets)
+        self.check_finite(loss)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
     def _evaluate(self, batch, metrics: MetricCollection, confusion: MulticlassConfusionMatrix, stage: str) -> None:
