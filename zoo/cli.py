@@ -213,7 +213,7 @@ def cmd_explain(argv: list[str]) -> int:
     from PIL import Image
 
     from data.images import image_transform, read_image
-    from zoo.explain import grad_cam, overlay
+    from zoo.explain import grad_cam, overlay, unnormalise
     from zoo.factory import create_model
 
     parser = argparse.ArgumentParser(prog="zoo explain")
@@ -248,8 +248,7 @@ def cmd_explain(argv: list[str]) -> int:
     probabilities = logits.softmax(-1)[0]
     explained = target[0] if target else int(probabilities.argmax())
     predicted = int(probabilities.argmax())
-    shown = image_transform(data["image_size"], data.get("augment", "none"), (0, 0, 0), (1, 1, 1), False)
-    display = (shown(image=picture)["image"].permute(1, 2, 0).numpy() * 255).clip(0, 255).astype("uint8")
+    display = unnormalise(images, data["mean"], data["std"])[0]
     blended = Image.fromarray(overlay(display, heat[0].numpy()))
     scale = max(1, round(256 / max(blended.size)))  # tiny inputs are enlarged so the map can be seen
     blended = blended.resize((blended.width * scale, blended.height * scale), Image.Resampling.BILINEAR)
