@@ -64,7 +64,6 @@ def _bundled() -> dict[str, tuple[Callable[[], Any], str]]:
     }
 
 
-BUNDLED_TABLES = ("diabetes", "breast_cancer", "wine", "iris", "digits")
 
 
 # --- reading ------------------------------------------------------------------------------------------------------

@@ -113,8 +113,7 @@ class TabR(nn.Module):
         self.memory_efficient = memory_efficient
         self.candidate_encoding_batch_size = candidate_encoding_batch_size
         d_block = int(d_main * d_multiplier)
-        self.d_main, self.d_block = d_main, d_block
-        self.dropout0 = dropout0
+        self.d_main = d_main
 
         # E: input, linear, encoder blocks.
         self.input = FlatInput(n_num_features, n_bin_features, cat_cardinalities, num_embeddings, d_embedding,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch import nn
 from zoo.errors import NonFiniteLossError
 from zoo.factory import create_model
 from zoo.hub import save_pretrained
+from zoo.tracking import mlflow_logger
 
 DEFAULT_OPTIMIZER = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3, "weight_decay": 0.05}}
 
@@ -71,6 +73,17 @@ class ZooTask(L.LightningModule):
         if self.ema is not None:
             self.ema.update(self.model, step=self.global_step)
 
+    def log_figure(self, make_figure: Callable[[], Any], artifact_file: str) -> None:
+        """Draw a matplotlib figure and log it to the run's MLflow artifacts (nothing is drawn without MLflow)."""
+        logger = mlflow_logger(self.trainer)
+        if logger is None:
+            return
+        import matplotlib.pyplot as plt
+
+        figure = make_figure()
+        logger.log_figure(figure, artifact_file)
+        plt.close(figure)
+
     def check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
             lrs = ", ".join(f"{g['lr']:.3g}" for g in self.trainer.optimizers[0].param_groups[:1])
@@ -115,6 +128,8 @@ class ZooTask(L.LightningModule):
             "task": f"{type(self).__module__}.{type(self).__qualname__}",
             "datamodule": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}" if datamodule else None,
         }
+        if getattr(self, "class_names", None) is not None:
+            checkpoint["zoo"]["class_names"] = self.class_names
 
     def export_pretrained(self, checkpoint_path: str, folder: Path) -> Path:
         """Write the weights of a checkpoint of this task as a ``zoo.save_pretrained`` folder."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib.pyplot as plt
 import torch
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
@@ -18,13 +17,14 @@ from zoo.tasks.plots import confusion_matrix_figure
 from zoo.tracking import mlflow_logger
 
 
-def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """Accuracy (micro: the fraction correct), top-5 accuracy when there are more than 5 classes, macro F1."""
+def classification_metrics(num_classes: int, prefix: str, top5: bool = True) -> MetricCollection:
+    """Accuracy (micro: the fraction correct), macro F1, and top-5 accuracy when asked and there are more than 5
+    classes. Inputs: (B, C) logits or probabilities and (B,) class indices."""
     metrics: dict[str, Any] = {
         "acc": MulticlassAccuracy(num_classes, average="micro"),
         "f1_macro": MulticlassF1Score(num_classes, average="macro"),
     }
-    if num_classes > 5:
+    if top5 and num_classes > 5:
         metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
     # No compute groups: they merge metrics whose states match after the first batch, and top-1 and top-5
     # statistics match whenever that batch is classified perfectly; F1 then came out as top-5 accuracy.
@@ -134,19 +134,16 @@ class ClassificationTask(ZooTask):
             self._log_confusion_matrix(matrix, stage)
 
     def _log_confusion_matrix(self, matrix, stage: str) -> None:
-        logger = mlflow_logger(self.trainer)
-        if logger is not None and not self.trainer.sanity_checking:
-            figure = confusion_matrix_figure(matrix, self.class_names, f"{stage} confusion matrix")
-            logger.log_figure(figure, f"plots/{stage}_confusion_matrix.png")
-            plt.close(figure)
+        if not self.trainer.sanity_checking:
+            self.log_figure(lambda: confusion_matrix_figure(matrix, self.class_names, f"{stage} confusion matrix"),
+                            f"plots/{stage}_confusion_matrix.png")
 
     def on_fit_end(self) -> None:
         """Log the last validation confusion matrix and Grad-CAM overlays of a few validation images."""
         if self._val_confusion_matrix is not None:
             self._log_confusion_matrix(self._val_confusion_matrix, "val")
-        logger = mlflow_logger(self.trainer)
         count = self.hparams.explain_images
-        if logger is None or not count or not self.trainer.is_global_zero:
+        if mlflow_logger(self.trainer) is None or not count or not self.trainer.is_global_zero:
             return
         try:
             layer = default_target_layer(self.model)
@@ -161,9 +158,8 @@ class ClassificationTask(ZooTask):
         titles = [f"true {self.class_names[y]}\npred {self.class_names[p]} ({s:.2f})"
                   for y, p, s in zip(labels.tolist(), probabilities.indices.tolist(),
                                      probabilities.values.tolist(), strict=True)]
-        figure = explanation_figure(unnormalise(images, mean, std), heat.cpu().numpy(), titles)
-        logger.log_figure(figure, "plots/gradcam_val.png")
-        plt.close(figure)
+        self.log_figure(lambda: explanation_figure(unnormalise(images, mean, std), heat.cpu().numpy(), titles),
+                        "plots/gradcam_val.png")
 
     def on_validation_epoch_end(self) -> None:
         self._end_of_evaluation(self.val_metrics, self.val_confusion, "val")
@@ -192,7 +188,3 @@ class ClassificationTask(ZooTask):
                 "top5": ";".join(f"{self.class_names[i]}:{s:.4f}" for i, s in zip(top, score, strict=True)),
             })
         return rows
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["zoo"]["class_names"] = self.class_names

@@ -44,3 +44,19 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str] | Non
                                 color="white" if rates[i, j] > 0.5 else "black")
     fig.tight_layout()
     return fig
+
+
+def predicted_vs_true_figure(predicted: np.ndarray, true: np.ndarray, title: str) -> Figure:
+    """Scatter of predictions against targets (original scale) with the identity line, RMSE and R2 in the title."""
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=100)
+    ax.scatter(true, predicted, s=8, alpha=0.5, edgecolors="none")
+    low, high = float(min(true.min(), predicted.min())), float(max(true.max(), predicted.max()))
+    ax.plot([low, high], [low, high], color="black", linewidth=1, label="prediction = target")
+    rmse = float(np.sqrt(np.mean((predicted - true) ** 2)))
+    r2 = 1 - float(np.sum((true - predicted) ** 2)) / max(float(np.sum((true - true.mean()) ** 2)), 1e-12)
+    ax.set_title(f"{title} (RMSE {rmse:.4g}, R2 {r2:.3f}, n={len(true)})")
+    ax.set_xlabel("target")
+    ax.set_ylabel("prediction")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig

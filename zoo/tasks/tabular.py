@@ -14,56 +14,28 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import EarlyStopping
-from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
-from torchmetrics.classification import (
-    BinaryAUROC,
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-)
+from torchmetrics.classification import BinaryAUROC, MulticlassConfusionMatrix
 
 from tabular.tabr import Candidates
-from zoo.factory import create_model
-from zoo.hub import save_pretrained
 from zoo.tasks.base import ZooTask
-from zoo.tasks.plots import confusion_matrix_figure
-from zoo.tracking import mlflow_logger
+from zoo.tasks.classification import classification_metrics
+from zoo.tasks.plots import confusion_matrix_figure, predicted_vs_true_figure
 
 CANDIDATES_KEY = "tabular_candidates"
 MAX_PROBABILITY_COLUMNS = 20
 
 
-def predicted_vs_true_figure(predicted: np.ndarray, true: np.ndarray, title: str) -> Figure:
-    """Scatter of predictions against targets (original scale) with the identity line, RMSE and R2 in the title."""
-    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=100)
-    ax.scatter(true, predicted, s=8, alpha=0.5, edgecolors="none")
-    low, high = float(min(true.min(), predicted.min())), float(max(true.max(), predicted.max()))
-    ax.plot([low, high], [low, high], color="black", linewidth=1, label="prediction = target")
-    rmse = float(np.sqrt(np.mean((predicted - true) ** 2)))
-    r2 = 1 - float(np.sum((true - predicted) ** 2)) / max(float(np.sum((true - true.mean()) ** 2)), 1e-12)
-    ax.set_title(f"{title} (RMSE {rmse:.4g}, R2 {r2:.3f}, n={len(true)})")
-    ax.set_xlabel("target")
-    ax.set_ylabel("prediction")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    return fig
-
-
 def _metrics(kind: str, num_classes: int, prefix: str) -> MetricCollection:
     if kind == "regression":
-        metrics: dict[str, Any] = {"rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError(),
-                                   "r2": R2Score()}
-    else:
-        metrics = {"acc": MulticlassAccuracy(num_classes, average="micro"),
-                   "f1_macro": MulticlassF1Score(num_classes, average="macro")}
-    return MetricCollection(metrics, prefix=prefix)
+        return MetricCollection({"rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError(),
+                                 "r2": R2Score()}, prefix=prefix)
+    return classification_metrics(num_classes, prefix, top5=False)
 
 
 class TabularTask(ZooTask):
@@ -93,9 +65,8 @@ class TabularTask(ZooTask):
                  optimizer: dict | None = None, lr_scheduler: dict | None = None, decay_norm_and_bias: bool = False,
                  ema_decay: float | None = None, patience: int | None = 16,
                  freeze_contexts_after_epochs: int | None = None):
-        self._model_kwargs = {**(feature_shapes or {}), **(model_kwargs or {})}
-        super().__init__(model, num_classes, pretrained, self._model_kwargs, optimizer, lr_scheduler,
-                         decay_norm_and_bias, ema_decay)
+        super().__init__(model, num_classes, pretrained, {**(feature_shapes or {}), **(model_kwargs or {})},
+                         optimizer, lr_scheduler, decay_norm_and_bias, ema_decay)
         self.save_hyperparameters()
         self.num_classes = self.model.zoo_config["num_classes"]
         self.kind = "regression" if self.num_classes == 1 else "binclass" if self.num_classes == 2 else "multiclass"
@@ -254,21 +225,17 @@ class TabularTask(ZooTask):
     def on_test_epoch_end(self) -> None:
         self._end_of_evaluation("test")
         self._eval_keys = None
-        logger = mlflow_logger(self.trainer)
         if self.kind == "regression":
             outputs, self._test_outputs = self._test_outputs, []
-            if logger is not None and outputs:
+            if outputs:
                 predicted, true = (torch.cat(t).numpy() for t in zip(*outputs, strict=True))
-                figure = predicted_vs_true_figure(predicted, true, "test: prediction vs target")
-                logger.log_figure(figure, "plots/test_predicted_vs_true.png")
-                plt.close(figure)
+                self.log_figure(lambda: predicted_vs_true_figure(predicted, true, "test: prediction vs target"),
+                                "plots/test_predicted_vs_true.png")
             return
         matrix = self.test_confusion.compute().cpu().numpy()
         self.test_confusion.reset()
-        if logger is not None:
-            figure = confusion_matrix_figure(matrix, self.class_names, "test confusion matrix")
-            logger.log_figure(figure, "plots/test_confusion_matrix.png")
-            plt.close(figure)
+        self.log_figure(lambda: confusion_matrix_figure(matrix, self.class_names, "test confusion matrix"),
+                        "plots/test_confusion_matrix.png")
 
     # --- context freeze -------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -326,7 +293,6 @@ class TabularTask(ZooTask):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint["zoo"]["class_names"] = self.class_names
         if self.retrieval:
             if self._candidates is None:
                 self._candidates_from_datamodule()
@@ -337,8 +303,3 @@ class TabularTask(ZooTask):
         if self.retrieval and stored is not None:
             self.set_candidates(Candidates(stored.get("x_num"), stored.get("x_bin"), stored.get("x_cat"),
                                            stored["y"]))
-
-    def export_pretrained(self, checkpoint_path: str, folder):
-        model = create_model(self.model_id, pretrained=checkpoint_path, num_classes=self.num_classes,
-                             **self._model_kwargs)
-        return save_pretrained(model, folder)
