@@ -5,8 +5,8 @@ Category Visual Classification Using Selective State Space Models with Deep Resi
 VMamba v0: a 4x4 patch embedding (conv + LayerNorm), four stages of VSS blocks ``x + DropPath(SS2D(LN(x)))`` on
 channels-last maps (no MLP in v0), Swin's PatchMerging2D between stages, and LayerNorm -> global average pool ->
 Linear. Parameter names follow the official code (MzeroMiko/VMamba, MIT), so its checkpoints load through
-:func:`checkpoint_filter`, which also renames the legacy names of the early releases and unwraps the Swin-style
-training checkpoint (``model`` / ``model_ema`` / ``config`` ...).
+:func:`checkpoint_filter`, which also renames the legacy names of the early releases (the hub takes the weights
+out of the Swin-style training checkpoint, ``model`` / ``model_ema`` / ``config`` ...).
 
 Res-VMamba adds, to each of stages 0-2, a shortcut from the stage input to its (downsampled) output:
 MaxPool 2x2 -> 1x1 conv (C -> 2C, with bias). The official code (ChiShengChen/ResVMamba) builds those convs inside
@@ -273,19 +273,6 @@ _LEGACY_NAMES = (  # early VMamba releases -> current official names (the offici
     (re.compile(r"^norm\."), "classifier.norm."),
     (re.compile(r"^head\."), "classifier.head."),
 )
-_WRAPPER_KEYS = ("model", "state_dict")
-
-
-def _unwrap(state_dict: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The weights of a Swin-style training checkpoint ({"model": ..., "model_ema": ..., "config": ...}) or of a
-    bare state dict, without DataParallel's ``module.`` prefix."""
-    for key in _WRAPPER_KEYS:
-        if isinstance(state_dict.get(key), dict):
-            state_dict = state_dict[key]
-            break
-    return {k.removeprefix("module."): v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
-
-
 def checkpoint_filter(state_dict: dict[str, Any], model: nn.Module) -> dict[str, torch.Tensor]:
     """Map an official VMamba / Res-VMamba checkpoint onto this module's names.
 
@@ -294,7 +281,7 @@ def checkpoint_filter(state_dict: dict[str, Any], model: nn.Module) -> dict[str,
     ones) are filled with the model's own initial values, with a warning naming them.
     """
     out = {}
-    for key, value in _unwrap(state_dict).items():
+    for key, value in state_dict.items():
         for pattern, replacement in _LEGACY_NAMES:
             key = pattern.sub(replacement, key)
         out[key] = value
@@ -359,29 +346,37 @@ _COMMON_NOTES = (
     "(the model's feature_layout is 'NHWC'). Weight decay as in the official Swin-style recipe applies to A_logs "
     "and dt_projs_bias (2-D) despite their _no_weight_decay flags; only 1-D tensors (Ds, norms, biases) are exempt. "
     "Official checkpoints are Swin-style training pickles (model / model_ema / optimizer / yacs config); they load "
-    "as they are (the 'model' entry). For the EMA weights convert once with "
-    "vision.vmamba.convert_official_checkpoint(src, dst, weights='model_ema')."
+    "as they are (the 'model' entry). VMamba-S/B's EMA weights are the weight set 'official_in1k_ema'; a local "
+    "file's EMA entry converts with vision.vmamba.convert_official_checkpoint(src, dst, weights='model_ema')."
 )
 _VMAMBA_RECIPE = "vmamba_imagenet.yaml"
 _EMA = "vmamba_imagenet_ema.yaml"  # VMamba-S/B were trained with EMA, VMamba-T without
 
 
-def _official_in1k(file_name: str, top1: float, ema: bool) -> WeightSet:
-    return WeightSet(
+def _official_in1k(file_name: str, top1: float, ema: bool) -> tuple[WeightSet, ...]:
+    """The official weights; for models trained with EMA also the file's EMA entry, as a second weight set."""
+    common = {"num_classes": 1000, "url": _RELEASES + file_name, "file_name": file_name, "license": "MIT"}
+    trained = WeightSet(
         name="official_in1k",
         description="Official VMamba v0 ImageNet-1k weights, 300-epoch Swin-style recipe"
-                    + (" (trained with EMA; the file's 'model' entry is loaded, 'model_ema' holds the EMA)" if ema
-                       else " (no EMA)"),
-        num_classes=1000, url=_RELEASES + file_name, file_name=file_name, license="MIT",
-        metrics={"imagenet_top1": top1},
+                    + (" (trained with EMA; the file's 'model' entry)" if ema else " (no EMA)"),
+        metrics={"imagenet_top1": top1}, **common,
     )
+    if not ema:
+        return (trained,)
+    averaged = WeightSet(
+        name="official_in1k_ema", state_dict_key="model_ema",
+        description="The EMA of the same run (the file's 'model_ema' entry, decay 0.9999); which entry the README's "
+                    "top-1 was measured on is not stated", **common,
+    )
+    return trained, averaged
 
 
-def _vmamba_card(num_params: int, macs: int, weights: WeightSet, paper_recipe: str | tuple[str, ...],
+def _vmamba_card(num_params: int, macs: int, weights: tuple[WeightSet, ...], paper_recipe: str | tuple[str, ...],
                  notes: str = "") -> ModelCard:
     return ModelCard(
         task="image_classification", paper=_VMAMBA_PAPER, license="MIT", num_params=num_params, macs=macs,
-        input_shape=(3, 224, 224), recipes={"quickstart": "digits.yaml", "paper": paper_recipe}, weights=(weights,),
+        input_shape=(3, 224, 224), recipes={"quickstart": "digits.yaml", "paper": paper_recipe}, weights=weights,
         target_layer="classifier.norm", notes=(notes + " " if notes else "") + _COMMON_NOTES,
     )
 

@@ -11,6 +11,7 @@ import torch
 
 import zoo
 from vision import vmamba
+from zoo import hub
 from zoo.blocks import selective_scan as ss
 from zoo.errors import InputShapeError
 from zoo.profile import count_macs, count_parameters
@@ -126,6 +127,21 @@ def test_plain_state_dict_and_ema_weights(tmp_path, fake_yacs):
     torch.testing.assert_close(model.state_dict(), ema.state_dict())
     with pytest.raises(zoo.errors.CheckpointError, match="no 'ema' weights"):
         vmamba.convert_official_checkpoint(path, tmp_path / "x.safetensors", weights="ema")
+
+
+def test_ema_weight_set_loads_the_files_ema_entry(tmp_path, fake_yacs, monkeypatch):
+    torch.manual_seed(0)
+    trained = zoo.create_model("vision/vmamba_small", **TINY).eval()
+    ema = zoo.create_model("vision/vmamba_small", **TINY).eval()
+    path = _swin_style_checkpoint(tmp_path / "vssmsmall_dp03_ckpt_epoch_238.pth", trained.state_dict(), fake_yacs,
+                                  ema.state_dict())
+    requested = []
+    monkeypatch.setattr(hub, "download", lambda url, sha256=None, **_: requested.append(url) or path)
+    for name, expected in (("official_in1k", trained), ("official_in1k_ema", ema)):
+        model = zoo.create_model("vision/vmamba_small", pretrained=name, **TINY)
+        torch.testing.assert_close(model.state_dict(), expected.state_dict())
+    assert requested == [zoo.get_card("vision/vmamba_small").weights[0].url] * 2  # one file, two entries
+    assert [w.name for w in zoo.get_card("vision/vmamba_tiny").weights] == ["official_in1k"]  # T: no EMA
 
 
 def test_new_head_keeps_the_backbone(tmp_path):
