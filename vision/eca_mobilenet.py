@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from vision._common import check_image_batch
+from vision.eca_resnet import ECA_DOWNLOAD_PAGE, ECA_PAPER
 from zoo.blocks import ECA
-from zoo.registry import ModelCard, Paper, WeightSet, register_model
+from zoo.registry import ModelCard, WeightSet, register_model
 
 __all__ = ["EcaInvertedResidual", "EcaMobileNetV2"]
 
@@ -120,13 +121,12 @@ class EcaMobileNetV2(nn.Module):
 
 @register_model("vision/eca_mobilenet_v2", card=ModelCard(
     task="image_classification",
-    paper=Paper(title="ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks",
-                arxiv="1910.03151", venue="CVPR 2020", code_url="https://github.com/BangguWu/ECANet"),
+    paper=ECA_PAPER,
     license="MIT", num_params=3_504_903, macs=300_777_952, input_shape=(3, 224, 224),
     recipes={"quickstart": "digits.yaml", "paper": "eca_mobilenet_v2_imagenet.yaml"},
     weights=(WeightSet(
         name="official_in1k", description="Official ImageNet-1k weights (k13), 400 epochs SGD", num_classes=1000,
-        download_page="https://github.com/BangguWu/ECANet#imagenet-classification (Google Drive / Baidu links)",
+        download_page=ECA_DOWNLOAD_PAGE,
         file_name="eca_mobilenetv2_k13.pth.tar", license="MIT",
         metrics={"imagenet_top1": 72.56, "imagenet_top5": 90.81}),),
     target_layer="features.18",

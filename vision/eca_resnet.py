@@ -168,11 +168,11 @@ def kernel_sizes_from_checkpoint(state_dict: dict[str, torch.Tensor]) -> dict:
     return {"kernel_sizes": tuple(int(s.shape[-1]) for s in sizes)}
 
 
-_PAPER = Paper(
+ECA_PAPER = Paper(
     title="ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks",
     arxiv="1910.03151", venue="CVPR 2020", code_url="https://github.com/BangguWu/ECANet",
 )
-_DOWNLOAD_PAGE = "https://github.com/BangguWu/ECANet#imagenet-classification (Google Drive / Baidu links)"
+ECA_DOWNLOAD_PAGE = "https://github.com/BangguWu/ECANet#imagenet-classification (Google Drive / Baidu links)"
 _NOTES = (
     "Parameter counts are decimal: the paper's '24.37M' for ECA-ResNet-50 is 25,557,112 / 2^20. "
     "Official weights are plain torch pickles named .pth.tar with 'module.'-prefixed keys; they load as they are. "
@@ -184,7 +184,7 @@ _RECIPES = {"quickstart": "digits.yaml", "paper": "eca_resnet_imagenet.yaml"}
 def _official(depth: int, tag: str, top1: float, top5: float) -> WeightSet:
     return WeightSet(
         name="official_in1k", description=f"Official ImageNet-1k weights ({tag}), 100 epochs SGD",
-        num_classes=1000, download_page=_DOWNLOAD_PAGE, file_name=f"eca_resnet{depth}_{tag}.pth.tar",
+        num_classes=1000, download_page=ECA_DOWNLOAD_PAGE, file_name=f"eca_resnet{depth}_{tag}.pth.tar",
         license="MIT", metrics={"imagenet_top1": top1, "imagenet_top5": top5},
         model_kwargs={"kernel_sizes": tuple(int(c) for c in tag[1:])},
     )
@@ -192,7 +192,7 @@ def _official(depth: int, tag: str, top1: float, top5: float) -> WeightSet:
 
 def _card(num_params: int, macs: int, weights: WeightSet) -> ModelCard:
     return ModelCard(
-        task="image_classification", paper=_PAPER, license="MIT", num_params=num_params, macs=macs,
+        task="image_classification", paper=ECA_PAPER, license="MIT", num_params=num_params, macs=macs,
         input_shape=(3, 224, 224), recipes=_RECIPES, weights=(weights,), target_layer="layer4", notes=_NOTES,
     )
 

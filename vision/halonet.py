@@ -107,6 +107,10 @@ class HaloBottleneck(nn.Module):
 class HaloNet(ByobNet):
     """timm's ByobNet with halo attention, the zoo's model surface and an up-front input-size check.
 
+    ``forward`` (B, in_chans, H, W) -> logits (B, num_classes), ``forward_head`` (B, num_features, h, w) ->
+    (B, num_classes) (or pooled features with ``pre_logits``), ``get_classifier`` (``head.fc``, timm's key, so timm
+    checkpoints load unchanged) and ``reset_classifier(num_classes)`` are ByobNet's own.
+
     Args:
         cfg: the network as a timm ``ByoModelCfg`` (see the factories below).
         num_classes: classifier outputs; 0 gives a model that returns pooled features.
@@ -176,21 +180,6 @@ class HaloNet(ByobNet):
         self.check_input_size(*x.shape[-2:])
         return super().forward_features(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """(B, num_features, h, w) -> (B, num_classes), or the pooled (B, num_features) with ``pre_logits``."""
-        return super().forward_head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_chans, H, W) -> logits (B, num_classes)."""
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        """The final linear layer, ``head.fc`` (timm's name, so timm checkpoints keep their keys)."""
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None, reset_other: bool = False) -> None:
-        """Replace the classifier by a fresh ``num_classes``-way one (0: no classifier, pooled features out)."""
-        super().reset_classifier(num_classes, global_pool, reset_other=reset_other)
 
 
 # ---------------------------------------------------------------------------------------------------------------
