@@ -13,7 +13,6 @@ recurrent :meth:`Mamba.step` for generation and online forecasting that carries 
 
 from __future__ import annotations
 
-import math
 from typing import Literal, NamedTuple
 
 import torch
@@ -21,7 +20,14 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
-from zoo.blocks.selective_scan import ScanMethod, _inverse_softplus, selective_scan
+from zoo.blocks.selective_scan import (
+    ScanMethod,
+    check_scan_method,
+    initial_dt_bias,
+    resolve_dt_rank,
+    s4d_real_a_log,
+    selective_scan,
+)
 from zoo.errors import InputShapeError
 
 __all__ = ["Mamba", "MambaBlock", "MambaState"]
@@ -63,10 +69,9 @@ class Mamba(nn.Module):
         conv_bias: bool = True, bias: bool = False, scan_method: ScanMethod = "fast",
     ):
         super().__init__()
-        if scan_method not in ("fast", "reference"):
-            raise ValueError(f"scan_method must be 'fast' or 'reference', got {scan_method!r}")
+        check_scan_method(scan_method)
         inner = int(expand * dim)
-        rank = math.ceil(dim / 16) if dt_rank == "auto" else int(dt_rank)
+        rank = resolve_dt_rank(dim, dt_rank)
         self.dim, self.inner, self.d_state, self.d_conv, self.dt_rank = dim, inner, d_state, d_conv, rank
         self.scan_method = scan_method
         self.in_proj = nn.Linear(dim, 2 * inner, bias=bias)
@@ -78,9 +83,8 @@ class Mamba(nn.Module):
         std = dt_scale * rank**-0.5
         nn.init.uniform_(self.dt_proj.weight, -std, std)
         with torch.no_grad():
-            dt = torch.exp(torch.rand(inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
-            self.dt_proj.bias.copy_(_inverse_softplus(dt.clamp(min=dt_init_floor)))
-        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(inner, 1))
+            self.dt_proj.bias.copy_(initial_dt_bias(inner, dt_min=dt_min, dt_max=dt_max, floor=dt_init_floor))
+        self.A_log = nn.Parameter(s4d_real_a_log(inner, d_state))
         self.D = nn.Parameter(torch.ones(inner))
         self.A_log._no_weight_decay = True
         self.D._no_weight_decay = True

@@ -506,8 +506,27 @@ def cross_merge_2d(ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return two[:, 0] + cols
 
 
-def _inverse_softplus(x: torch.Tensor) -> torch.Tensor:
-    return x + torch.log(-torch.expm1(-x))
+# Parameter set-up shared by the blocks built on the scan (SS2D here, Mamba in zoo.blocks.mamba), as in mamba_ssm.
+
+def check_scan_method(scan_method: str) -> None:
+    if scan_method not in ("fast", "reference"):
+        raise ValueError(f"scan_method must be 'fast' or 'reference', got {scan_method!r}")
+
+
+def resolve_dt_rank(dim: int, dt_rank: int | str) -> int:
+    """Rank of the step-size projection: "auto" = ceil(dim / 16)."""
+    return math.ceil(dim / 16) if dt_rank == "auto" else int(dt_rank)
+
+
+def initial_dt_bias(*shape: int, dt_min: float, dt_max: float, floor: float) -> torch.Tensor:
+    """Step-size biases softplus^-1(dt) with dt log-uniform in [dt_min, dt_max] and at least ``floor``."""
+    dt = torch.exp(torch.rand(*shape) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
+    return dt + torch.log(-torch.expm1(-dt))
+
+
+def s4d_real_a_log(channels: int, d_state: int) -> torch.Tensor:
+    """(channels, d_state) log(-A) of the S4D-real initialisation, A = -(1..N) for every channel."""
+    return torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(channels, 1)
 
 
 class SS2D(nn.Module):
@@ -538,10 +557,9 @@ class SS2D(nn.Module):
         dt_init_floor: float = 1e-4, norm_eps: float = 1e-5,
     ):
         super().__init__()
-        if scan_method not in ("fast", "reference"):
-            raise ValueError(f"scan_method must be 'fast' or 'reference', got {scan_method!r}")
+        check_scan_method(scan_method)
         inner = int(ssm_ratio * dim)
-        rank = math.ceil(dim / 16) if dt_rank == "auto" else int(dt_rank)
+        rank = resolve_dt_rank(dim, dt_rank)
         k = self.directions
         self.dim, self.inner, self.d_state, self.dt_rank, self.scan_method = dim, inner, d_state, rank, scan_method
         self.in_proj = nn.Linear(dim, 2 * inner, bias=False)
@@ -554,10 +572,10 @@ class SS2D(nn.Module):
             nn.init.kaiming_uniform_(w, a=math.sqrt(5))
         self.x_proj_weight = nn.Parameter(x_proj)
         self.dt_projs_weight = nn.Parameter(torch.empty(k, inner, rank).uniform_(-(rank**-0.5), rank**-0.5))
-        dt = torch.exp(torch.rand(k, inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
-        self.dt_projs_bias = nn.Parameter(_inverse_softplus(dt.clamp(min=dt_init_floor)))
+        self.dt_projs_bias = nn.Parameter(initial_dt_bias(k, inner, dt_min=dt_min, dt_max=dt_max,
+                                                          floor=dt_init_floor))
         # S4D-real: A = -(1..N) for every channel; D = 1.
-        self.A_logs = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(k * inner, 1))
+        self.A_logs = nn.Parameter(s4d_real_a_log(k * inner, d_state))
         self.Ds = nn.Parameter(torch.ones(k * inner))
         self.A_logs._no_weight_decay = True
         self.Ds._no_weight_decay = True
