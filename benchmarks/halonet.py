@@ -20,7 +20,7 @@ import torch
 
 import zoo
 from benchmarks._common import load_average
-from vision.halonet import TIMM_EQUIVALENTS
+from vision.halonet import TIMM_EQUIVALENT_KWARGS, TIMM_EQUIVALENTS
 
 
 def _sync(device: torch.device) -> None:
@@ -54,7 +54,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     reference = timm.create_model(TIMM_EQUIVALENTS[args.model])
-    kwargs = {"strided_pos": "timm"} if args.model == "vision/halonet_h1" else {}
+    kwargs = TIMM_EQUIVALENT_KWARGS.get(args.model, {})
     ours = zoo.create_model(args.model, **kwargs)
     ours.load_state_dict(reference.state_dict())
     models = {"zoo": ours.to(device).train(), "timm": reference.to(device).train()}

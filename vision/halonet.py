@@ -339,8 +339,10 @@ TIMM_EQUIVALENTS = {
     "vision/sehalonet33ts": "sehalonet33ts",
     "vision/halonet50ts": "halonet50ts",
     "vision/eca_halonext26ts": "eca_halonext26ts",
-    "vision/halonet_h1": "halonet_h1",  # with strided_pos="timm"
+    "vision/halonet_h1": "halonet_h1",  # with TIMM_EQUIVALENT_KWARGS
 }
+# What a zoo model needs to equal its timm equivalent number for number.
+TIMM_EQUIVALENT_KWARGS: dict[str, dict[str, Any]] = {"vision/halonet_h1": {"strided_pos": "timm"}}
 
 
 # The paper's family. ``strided_pos="timm"`` reproduces timm's position indexing in the three strided layers.

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 import zoo
-from vision.halonet import TIMM_EQUIVALENTS, HaloNet
+from vision.halonet import TIMM_EQUIVALENT_KWARGS, TIMM_EQUIVALENTS, HaloNet
 from zoo import hub
 from zoo.errors import InputShapeError
 from zoo.profile import count_macs, count_parameters
@@ -80,7 +80,7 @@ def test_timm_checkpoint_files_load_and_give_timm_logits(model_id, tmp_path):
     save_file(state_dict, tmp_path / "model.safetensors")
     torch.save(state_dict, tmp_path / "pytorch_model.pth")
     # The paper family indexes strided position tables geometrically; timm's halonet_h1 needs timm's indexing.
-    kwargs = {"strided_pos": "timm"} if model_id == "vision/halonet_h1" else {}
+    kwargs = TIMM_EQUIVALENT_KWARGS.get(model_id, {})
     model = zoo.create_model(model_id, pretrained=tmp_path / "model.safetensors", **kwargs).eval()
     x = torch.randn(1, 3, 256, 256)
     with torch.no_grad():
