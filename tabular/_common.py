@@ -130,15 +130,19 @@ def check_features(x_num: Tensor | None, x_bin: Tensor | None, x_cat: Tensor | N
         batch = x.shape[0]
 
 
+def table_shape(feature_counts: Tensor, cardinalities: Tensor | None) -> dict:
+    """Constructor arguments from the saved (2,) [numerical, binary] counts and (F_cat,) cardinalities buffers."""
+    return {"n_num_features": int(feature_counts[0]), "n_bin_features": int(feature_counts[1]),
+            "cat_cardinalities": [int(c) for c in cardinalities.tolist()] if cardinalities is not None else []}
+
+
 def shapes_from_state_dict(state_dict: dict[str, Tensor], prefix: str) -> dict:
     """The constructor arguments of a ``FlatInput`` saved under ``prefix``: feature counts, cardinalities and the
     kind and size of the numerical embeddings. Returns {} when the state dict holds no such module."""
     counts = state_dict.get(f"{prefix}.feature_counts")
     if counts is None:
         return {}
-    cards = state_dict.get(f"{prefix}.one_hot.cardinalities")
-    kwargs: dict = {"n_num_features": int(counts[0]), "n_bin_features": int(counts[1]),
-                    "cat_cardinalities": [int(c) for c in cards.tolist()] if cards is not None else []}
+    kwargs = table_shape(counts, state_dict.get(f"{prefix}.one_hot.cardinalities"))
     lr = state_dict.get(f"{prefix}.num_embeddings.linear.weight")
     periodic = state_dict.get(f"{prefix}.num_embeddings.periodic.weight")
     if periodic is not None:

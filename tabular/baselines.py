@@ -16,7 +16,7 @@ import torch
 from rtdl_revisiting_models import MLP, FTTransformer
 from torch import Tensor, nn
 
-from tabular._common import FlatInput, NumEmbeddings, check_features, output_size, shapes_from_state_dict
+from tabular._common import FlatInput, NumEmbeddings, check_features, output_size, shapes_from_state_dict, table_shape
 from tabular._common import embedding_no_weight_decay as _embedding_no_wd
 from zoo.registry import ModelCard, Paper, register_model
 
@@ -119,12 +119,11 @@ def _mlp_kwargs_from_checkpoint(state_dict: dict[str, Tensor]) -> dict:
 
 
 def _ft_kwargs_from_checkpoint(state_dict: dict[str, Tensor]) -> dict:
-    counts, cards = state_dict.get("feature_counts"), state_dict.get("cardinalities")
+    counts = state_dict.get("feature_counts")
     if counts is None:
         return {}
     blocks = {k.split(".")[3] for k in state_dict if k.startswith("model.backbone.blocks.")}
-    return {"n_num_features": int(counts[0]), "n_bin_features": int(counts[1]),
-            "cat_cardinalities": [int(c) for c in cards.tolist()], "n_blocks": len(blocks),
+    return {**table_shape(counts, state_dict.get("cardinalities")), "n_blocks": len(blocks),
             "d_block": int(state_dict["model.cls_embedding.weight"].shape[-1])}
 
 
