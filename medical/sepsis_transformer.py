@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from zoo.errors import InputShapeError
 from zoo.registry import ModelCard, Paper, PerStep, register_model
 
-__all__ = ["SepsisTransformer", "SepsisEncoderLayer", "ReZero", "hour_encoding", "causal_mask", "padding_mask"]
+__all__ = ["ReZero", "SepsisEncoderLayer", "SepsisTransformer", "causal_mask", "hour_encoding", "padding_mask"]
 
 
 def hour_encoding(hours: Tensor, channels: int = 10, min_timescale: float = 1.0, max_timescale: float = 500.0
