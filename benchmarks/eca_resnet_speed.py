@@ -23,11 +23,12 @@ import time
 import timm
 import torch
 from torch import nn
+from zoo.data.images import ImageClassificationData
 
 import zoo
 from benchmarks._common import load_average
-from data.images import ImageClassificationData
-from zoo.tasks import ClassificationTask, WarmupCosineLR
+from zoo.tasks.classification import ClassificationTask
+from zoo.tasks.schedules import WarmupCosineLR
 
 
 def training_rates(models: dict[str, nn.Module], batch: int, size: int, steps: int, rounds: int) -> dict[str, float]:

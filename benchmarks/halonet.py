@@ -17,10 +17,10 @@ import time
 
 import timm
 import torch
+from zoo.vision.halonet import TIMM_EQUIVALENT_KWARGS, TIMM_EQUIVALENTS
 
 import zoo
 from benchmarks._common import load_average
-from vision.halonet import TIMM_EQUIVALENT_KWARGS, TIMM_EQUIVALENTS
 
 
 def _sync(device: torch.device) -> None:

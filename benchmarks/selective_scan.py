@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable
 
 import torch
+from zoo.vision.vmamba import vmamba_tiny
 
 from benchmarks._common import load_average
-from vision.vmamba import vmamba_tiny
 from zoo.blocks.selective_scan import selective_scan
 
 METHODS = ("fast", "reference")

@@ -26,10 +26,10 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from zoo.data.tabular import TabularData
 
 from benchmarks._common import load_average, write_report
-from data.tabular import TabularData
-from zoo.tasks import TabularTask
+from zoo.tasks.tabular import TabularTask
 
 # Learning rate and weight decay of each card's configuration (exp/<model>/california/*-evaluation/0.toml).
 OPTIMIZERS = {

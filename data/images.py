@@ -17,19 +17,18 @@ size/0.875 and centre-crops), ``none``.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import albumentations as A
-import lightning as L
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
+from zoo.data.base import ZooDataModule
+from zoo.data.splits import random_split
 
 from zoo.errors import DataError
 
@@ -115,10 +114,11 @@ def _allow_zero_bit_posterize(pipeline) -> None:
 
 def image_transform(image_size: int, augment: Augment, mean: Sequence[float], std: Sequence[float],
                     train: bool, rand_augment: str = "rand-m9-mstd0.5-inc1",
-                    random_erasing: float = 0.25) -> A.Compose | TimmTrainTransform:
+                    random_erasing: float = 0.25, seed: int | None = 0) -> A.Compose | TimmTrainTransform:
     """The pipeline of a split: ``transform(image=(H, W, 3) uint8)["image"]`` -> normalised (3, S, S) float.
 
     ``rand_augment`` (timm's RandAugment string) and ``random_erasing`` (probability) apply to ``randaugment``.
+    ``seed`` seeds albumentations' own generator (unseeded, it draws from the OS and no two runs match).
     """
     size = image_size
     normalize = [A.Normalize(mean=mean, std=std), ToTensorV2()]
@@ -126,10 +126,10 @@ def image_transform(image_size: int, augment: Augment, mean: Sequence[float], st
         if train and augment == "randaugment":
             return TimmTrainTransform(size, mean, std, rand_augment, random_erasing)
         if train:
-            return A.Compose([A.RandomResizedCrop(size=(size, size)), A.HorizontalFlip(), *normalize])
+            return A.Compose([A.RandomResizedCrop(size=(size, size)), A.HorizontalFlip(), *normalize], seed=seed)
         interpolation = 2 if augment == "randaugment" else 1  # cv2 cubic as timm's bicubic eval; else linear
         return A.Compose([A.SmallestMaxSize(max_size=round(size / 0.875), interpolation=interpolation),
-                          A.CenterCrop(size, size), *normalize])
+                          A.CenterCrop(size, size), *normalize], seed=seed)
     steps: list = [A.Resize(size, size, interpolation=2)]  # cubic: smooth upscaling of tiny images
     if train and augment == "affine":
         steps.append(A.Affine(translate_percent=(-0.1, 0.1), scale=(0.9, 1.1), rotate=(-10, 10), p=0.9))
@@ -137,7 +137,7 @@ def image_transform(image_size: int, augment: Augment, mean: Sequence[float], st
         pad = max(1, size // 8)
         steps += [A.PadIfNeeded(size + 2 * pad, size + 2 * pad, border_mode=0), A.RandomCrop(size, size),
                   A.HorizontalFlip()]
-    return A.Compose([*steps, *normalize])
+    return A.Compose([*steps, *normalize], seed=seed)
 
 
 class ArrayImages(Dataset):
@@ -222,7 +222,7 @@ def load_digits_rgb() -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(grey[..., None], 3, axis=-1), digits.target.astype(np.int64)
 
 
-class ImageClassificationData(L.LightningDataModule):
+class ImageClassificationData(ZooDataModule):
     """Image classification batches ``(images (B, 3, S, S) float, labels (B,) int64)``.
 
     Args:
@@ -236,22 +236,31 @@ class ImageClassificationData(L.LightningDataModule):
         val_fraction / test_fraction: split sizes when the source has no fixed validation/test split.
         predict_path: image file or folder for ``zoo predict``.
         num_workers: loader processes (default: 0 for in-memory images, else up to 4).
-        seed: seed of the splits.
+        seed: seed of the splits, the shuffling and the augmentations.
+        skip_bad_files: leave out image files that cannot be decoded (each named in a warning) instead of
+            stopping with an error when the data is set up.
     """
 
     def __init__(self, root: str | None = None, dataset: Source = "auto", image_size: int = 32,
                  batch_size: int = 64, augment: Augment = "affine", val_fraction: float = 0.1,
                  test_fraction: float = 0.2, predict_path: str | None = None, num_workers: int | None = None,
                  mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD,
-                 seed: int = 0, rand_augment: str = "rand-m9-mstd0.5-inc1", random_erasing: float = 0.25):
-        super().__init__()
+                 seed: int = 0, rand_augment: str = "rand-m9-mstd0.5-inc1", random_erasing: float = 0.25,
+                 skip_bad_files: bool = False):
+        super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
+        if image_size < 1:
+            raise DataError(f"--data.image_size must be a positive number of pixels, got {image_size}")
         if dataset == "auto":
             dataset = "imagefolder" if root else "digits"
         if dataset != "digits" and not root:
             raise DataError(f"dataset {dataset!r} needs --data.root (the image folder or the download folder)")
         self.source = dataset
+        self.in_memory = dataset != "imagefolder"
         self.root = Path(root).expanduser() if root else None
+        if self.root is not None and dataset == "imagefolder" and not self.root.is_dir():
+            raise DataError(f"image folder {self.root} does not exist" if not self.root.exists()
+                            else f"{self.root} is a file, not an image folder (root/<class>/<image>)")
         self.class_names = self._class_names()
         self.num_classes = len(self.class_names)
         self.predict_paths: list[Path] = []
@@ -271,26 +280,54 @@ class ImageClassificationData(L.LightningDataModule):
 
     def transform(self, train: bool) -> A.Compose | TimmTrainTransform:
         hp = self.hparams
-        return image_transform(hp.image_size, hp.augment, hp.mean, hp.std, train, hp.rand_augment, hp.random_erasing)
+        return image_transform(hp.image_size, hp.augment, hp.mean, hp.std, train, hp.rand_augment, hp.random_erasing,
+                               seed=hp.seed)
+
+    def describe(self) -> str:
+        source = {"digits": "scikit-learn's bundled handwritten digits (real, 8x8, upscaled)",
+                  "cifar10": f"CIFAR-10 in {self.root}", "cifar100": f"CIFAR-100 in {self.root}"}.get(
+            self.source, f"image folder {self.root}")
+        sizes = ", ".join(f"{split} {len(getattr(self, f'{split}_set'))}" for split in ("train", "val", "test")
+                          if hasattr(self, f"{split}_set"))
+        return (f"data: {source}; {self.num_classes} classes; {sizes}; input {self.hparams.image_size}x"
+                f"{self.hparams.image_size} px, augment {self.hparams.augment}")
 
     # --- splits ---------------------------------------------------------------------------------------------
     def _split(self, n: int, labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        index = np.arange(n)
-        seed, val_f, test_f = self.hparams.seed, self.hparams.val_fraction, self.hparams.test_fraction
-        stratify = np.asarray(labels)
-        if test_f > 0:
-            rest, test = train_test_split(index, test_size=test_f, random_state=seed, stratify=stratify)
-        else:
-            rest, test = index, index[:0]
-        val_share = val_f / (1 - test_f)
-        train, val = train_test_split(rest, test_size=val_share, random_state=seed, stratify=stratify[rest])
-        return train, val, test
+        hp = self.hparams
+        return random_split(n, hp.val_fraction, hp.test_fraction, hp.seed, stratify=labels)
+
+    def _readable(self, paths: list[Path], labels: list[int], skip: bool | None = None
+                  ) -> tuple[list[Path], list[int]]:
+        """Check that every image decodes, before training: a bad file is named now, not mid-epoch."""
+        good_paths, good_labels, bad = [], [], []
+        for path, label in zip(paths, labels, strict=True):
+            try:
+                with Image.open(path) as image:
+                    image.verify()
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+                bad.append((path, err))
+                continue
+            good_paths.append(path)
+            good_labels.append(label)
+        skip = self.hparams.skip_bad_files if skip is None else skip
+        if bad and not skip:
+            path, err = bad[0]
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise DataError(f"cannot read image {path}{more}: {err}. Remove or replace it, or pass "
+                            "--data.skip_bad_files true to leave unreadable files out")
+        for path, err in bad:
+            log.warning("skipping unreadable image %s: %s", path, err)
+        return good_paths, good_labels
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
             if not self.hparams.predict_path:
                 raise DataError("zoo predict needs --data.predict_path (an image file or a folder of images)")
-            self.predict_paths = list_images(Path(self.hparams.predict_path).expanduser())
+            paths = list_images(Path(self.hparams.predict_path).expanduser())
+            self.predict_paths, _ = self._readable(paths, [-1] * len(paths), skip=True)  # report, predict the rest
+            if not self.predict_paths:
+                raise DataError(f"none of the {len(paths)} images in {self.hparams.predict_path} can be read")
             self.predict_set = FileImages(self.predict_paths, [-1] * len(self.predict_paths), self.transform(False))
             return
         train_tf, eval_tf = self.transform(True), self.transform(False)
@@ -309,9 +346,10 @@ class ImageClassificationData(L.LightningDataModule):
         train_dir, val_dir, test_dir = self._split_dir("train"), self._split_dir("val"), self._split_dir("test")
         if train_dir and val_dir:
             classes, paths, labels = scan_image_folder(train_dir)
-            self.train_set = FileImages(paths, labels, train_tf)
+            self.train_set = FileImages(*self._readable(paths, labels), train_tf)
             for split, folder in (("val", val_dir), ("test", test_dir or val_dir)):
                 split_classes, paths, labels = scan_image_folder(folder)
+                paths, labels = self._readable(paths, labels)
                 if split_classes != classes:
                     extra = sorted(set(split_classes) - set(classes))
                     raise DataError(f"{folder} has classes that {train_dir} lacks: {', '.join(extra)}" if extra
@@ -320,7 +358,8 @@ class ImageClassificationData(L.LightningDataModule):
                 setattr(self, f"{split}_set", FileImages(paths, labels, eval_tf))
             return
         classes, paths, labels = scan_image_folder(self.root)
-        counts = np.bincount(labels)
+        paths, labels = self._readable(paths, labels)
+        counts = np.bincount(labels, minlength=len(classes))
         if counts.min() < 3:
             raise DataError(f"class folder {self.root / classes[int(counts.argmin())]} has {counts.min()} images; "
                             "at least 3 per class are needed to split train/val/test")
@@ -342,28 +381,20 @@ class ImageClassificationData(L.LightningDataModule):
         if list(train.classes) != self.class_names:
             raise DataError(f"{self.root}: the {self.source} files name other classes than expected: {train.classes}")
         labels = np.asarray(train.targets)
-        fit, val = train_test_split(np.arange(len(labels)), test_size=self.hparams.val_fraction,
-                                    random_state=self.hparams.seed, stratify=labels)
+        fit, val, _ = random_split(len(labels), self.hparams.val_fraction, 0.0, self.hparams.seed, stratify=labels)
         self.train_set = ArrayImages(train.data[fit], labels[fit], train_tf)
         self.val_set = ArrayImages(train.data[val], labels[val], eval_tf)
         self.test_set = ArrayImages(test.data, np.asarray(test.targets), eval_tf)
 
     # --- loaders --------------------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        workers = self.hparams.num_workers
-        if workers is None:
-            workers = 0 if isinstance(dataset, ArrayImages) else min(4, os.cpu_count() or 1)
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, num_workers=workers,
-                          persistent_workers=workers > 0, drop_last=shuffle and len(dataset) > self.hparams.batch_size)
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        return self.loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self.loader(self.val_set, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+        return self.loader(self.test_set, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_set, shuffle=False)
+        return self.loader(self.predict_set, shuffle=False)

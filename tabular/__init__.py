@@ -1,3 +1,5 @@
-"""Tabular models. Importing this package registers every tabular model id."""
+"""Tabular models. Importing this package registers every model id of its modules."""
 
-from tabular import baselines, tabr  # noqa: F401  (registers the model ids)
+from zoo.registry import import_submodules
+
+import_submodules(__name__)

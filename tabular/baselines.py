@@ -15,10 +15,17 @@ from collections.abc import Sequence
 import torch
 from rtdl_revisiting_models import MLP, FTTransformer
 from torch import Tensor, nn
+from zoo.tabular._common import (
+    FlatInput,
+    NumEmbeddings,
+    check_features,
+    output_size,
+    shapes_from_state_dict,
+    table_shape,
+)
+from zoo.tabular._common import embedding_no_weight_decay as _embedding_no_wd
 
-from tabular._common import FlatInput, NumEmbeddings, check_features, output_size, shapes_from_state_dict, table_shape
-from tabular._common import embedding_no_weight_decay as _embedding_no_wd
-from zoo.registry import ModelCard, Paper, register_model
+from zoo.registry import Classes, ModelCard, Paper, register_model
 
 __all__ = ["TabularFTTransformer", "TabularMLP", "ft_transformer", "mlp", "mlp_plr"]
 
@@ -139,7 +146,7 @@ _NOTES = ("A TabR-paper baseline; default configuration = its tuned model on Cal
 
 @register_model("tabular/mlp", kwargs_from_checkpoint=_mlp_kwargs_from_checkpoint, card=ModelCard(
     task="tabular", paper=_REVISITING, license="Apache-2.0", num_params=20_563, macs=20_286, input_shape=(8,),
-    recipes=_RECIPES, default_num_classes=1,
+    recipes=_RECIPES, output=Classes(1),
     notes=_NOTES + " California MLP: 2 blocks of 138 (exp/mlp/california/0-evaluation, 20,563 parameters)."))
 def mlp(num_classes: int = 1, n_num_features: int = 8, n_bin_features: int = 0,
         cat_cardinalities: Sequence[int] = (), **kwargs) -> TabularMLP:
@@ -149,7 +156,7 @@ def mlp(num_classes: int = 1, n_num_features: int = 8, n_bin_features: int = 0,
 
 @register_model("tabular/mlp_plr", kwargs_from_checkpoint=_mlp_kwargs_from_checkpoint, card=ModelCard(
     task="tabular", paper=_EMBEDDINGS, license="Apache-2.0", num_params=320_520, macs=350_857, input_shape=(8,),
-    recipes=_RECIPES, default_num_classes=1,
+    recipes=_RECIPES, output=Classes(1),
     notes=_NOTES + " California MLP-PLR(lite): PLR d 49 / 46 frequencies, 1 block of 801 "
     "(exp/mlp/california/plr-lite-evaluation, 320,520 parameters)."))
 def mlp_plr(num_classes: int = 1, n_num_features: int = 8, n_bin_features: int = 0,
@@ -161,7 +168,7 @@ def mlp_plr(num_classes: int = 1, n_num_features: int = 8, n_bin_features: int =
 
 @register_model("tabular/ft_transformer", kwargs_from_checkpoint=_ft_kwargs_from_checkpoint, card=ModelCard(
     task="tabular", paper=_REVISITING, license="Apache-2.0", num_params=894_913, input_shape=(8,), recipes=_RECIPES,
-    default_num_classes=1, notes=_NOTES.replace("its tuned model", "the package's default 3-block model")))
+    output=Classes(1), notes=_NOTES.replace("its tuned model", "the package's default 3-block model")))
 def ft_transformer(num_classes: int = 1, n_num_features: int = 8, n_bin_features: int = 0,
                    cat_cardinalities: Sequence[int] = (), **kwargs) -> TabularFTTransformer:
     return TabularFTTransformer(n_num_features, n_bin_features, cat_cardinalities, num_classes, **kwargs)

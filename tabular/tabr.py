@@ -21,48 +21,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from tabular._common import (
+from zoo.tabular._common import (
     FlatInput,
     NumEmbeddings,
     embedding_no_weight_decay,
     output_size,
     shapes_from_state_dict,
 )
-from zoo.blocks.retrieval import Backend, nearest_neighbors
+
+from zoo.blocks.retrieval import Backend, Candidates, nearest_neighbors
 from zoo.errors import InputShapeError
-from zoo.registry import ModelCard, Paper, register_model
+from zoo.registry import Classes, ModelCard, Paper, register_model
 
 __all__ = ["Candidates", "TabR", "tabr", "tabr_s"]
-
-
-class Candidates(NamedTuple):
-    """The objects TabR retrieves from: N rows of the preprocessed training table and their labels.
-
-    ``x_num`` (N, F_num) float, ``x_bin`` (N, F_bin) float, ``x_cat`` (N, F_cat) int64 (each None when absent),
-    ``y`` (N,) float (regression, standardised) or int64 (class index).
-    """
-
-    x_num: Tensor | None
-    x_bin: Tensor | None
-    x_cat: Tensor | None
-    y: Tensor
-
-    @property
-    def size(self) -> int:
-        return len(self.y)
-
-    def select(self, index: Tensor) -> Candidates:
-        """The rows ``index`` (K,) of every tensor."""
-        return Candidates(*(None if t is None else t[index] for t in self))
-
-    def to(self, device: torch.device | str) -> Candidates:
-        return Candidates(*(None if t is None else t.to(device) for t in self))
 
 
 def _block(d_main: int, d_block: int, dropout0: float, dropout1: float, prenorm: bool) -> nn.Sequential:
@@ -291,7 +267,7 @@ _RECIPES = {"default": "tabular_diabetes.yaml", "paper": ("tabular_diabetes.yaml
 
 @register_model("tabular/tabr", kwargs_from_checkpoint=tabr_kwargs_from_checkpoint, card=ModelCard(
     task="tabular", paper=_PAPER, license="MIT", num_params=271_395, input_shape=(8,), recipes=_RECIPES,
-    default_num_classes=1, notes=_NOTES + " Defaults: TabR with PLR-lite embeddings, tuned on California "
+    output=Classes(1), notes=_NOTES + " Defaults: TabR with PLR-lite embeddings, tuned on California "
     "(exp/tabr/california/2-plr-lite-evaluation): 271,395 parameters as in its report.json."))
 def tabr(num_classes: int = 1, n_num_features: int = 8, n_bin_features: int = 0,
          cat_cardinalities: Sequence[int] = (), **kwargs) -> TabR:
@@ -304,7 +280,7 @@ def tabr(num_classes: int = 1, n_num_features: int = 8, n_bin_features: int = 0,
 
 @register_model("tabular/tabr_s", kwargs_from_checkpoint=tabr_kwargs_from_checkpoint, card=ModelCard(
     task="tabular", paper=_PAPER, license="MIT", num_params=832_948, input_shape=(8,), recipes=_RECIPES,
-    default_num_classes=1, notes=_NOTES + " Defaults: TabR-S (no embeddings, no encoder blocks, 1 predictor "
+    output=Classes(1), notes=_NOTES + " Defaults: TabR-S (no embeddings, no encoder blocks, 1 predictor "
     "block), tuned on California (exp/tabr/california/0-evaluation): d_main 303, 832,948 parameters."))
 def tabr_s(num_classes: int = 1, n_num_features: int = 8, n_bin_features: int = 0,
            cat_cardinalities: Sequence[int] = (), **kwargs) -> TabR:

@@ -31,8 +31,7 @@ def make_digit_folder():
 def write_digit_folder(root, classes=range(10), per_class=40, size=8):
     """A class-per-folder tree of real handwritten digits (PNG files), as users have their own images."""
     from PIL import Image
-
-    from data.images import load_digits_rgb
+    from zoo.data.images import load_digits_rgb
 
     images, labels = load_digits_rgb()
     for c in classes:

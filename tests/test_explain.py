@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+from zoo.data.images import load_digits_rgb
 
 import zoo
-from data.images import load_digits_rgb
 from zoo.explain import grad_cam, overlay
 
 

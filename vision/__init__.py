@@ -1,3 +1,5 @@
-"""Vision models. Importing this package registers every vision model id."""
+"""Vision models. Importing this package registers every model id of its modules."""
 
-from vision import eca_mobilenet, eca_resnet, halonet, vmamba  # noqa: F401  (registration side effects)
+from zoo.registry import import_submodules
+
+import_submodules(__name__)

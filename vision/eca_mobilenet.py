@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from zoo.vision._common import check_image_batch
+from zoo.vision.eca_resnet import ECA_DOWNLOAD_PAGE, ECA_PAPER
 
-from vision._common import check_image_batch
-from vision.eca_resnet import ECA_DOWNLOAD_PAGE, ECA_PAPER
 from zoo.blocks import ECA
 from zoo.registry import ModelCard, WeightSet, register_model
 

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from zoo.vision._common import check_image_batch
 
-from vision._common import check_image_batch
 from zoo.blocks import ECA
 from zoo.registry import ModelCard, Paper, WeightSet, register_model
 

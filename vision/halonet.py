@@ -43,8 +43,8 @@ from timm.models.byobnet import (
     interleave_blocks,
 )
 from torch import nn
+from zoo.vision._common import check_image_batch
 
-from vision._common import check_image_batch
 from zoo.blocks.halo_attention import HaloAttention, StridedPosIndexing
 from zoo.errors import InputShapeError
 from zoo.registry import ModelCard, Paper, WeightSet, register_model

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from timm.layers import DropPath, trunc_normal_
 from torch import nn
+from zoo.vision._common import check_image_batch
 
-from vision._common import check_image_batch
 from zoo.blocks.selective_scan import SS2D, ScanMethod
 from zoo.errors import InputShapeError
 from zoo.hub import read_weights, register_safe_global

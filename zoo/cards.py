@@ -63,8 +63,23 @@ def _recipe_summary(entry: ModelEntry, name: str) -> str:
     return "; ".join(parts)
 
 
-def card_fields(model_id: str) -> list[tuple[str, str]]:
-    """(label, value) pairs of a model card, in display order."""
+def _output_text(card, num_classes: int | None = None) -> str:
+    output = card.output
+    classes = num_classes if num_classes is not None else card.num_classes
+    name = type(output).__name__
+    if classes is not None:
+        return f"{name} ({classes} classes)"
+    fields = ", ".join(f"{k}={v}" for k, v in vars(output).items())
+    return f"{name} ({fields})" if fields else name
+
+
+def card_fields(model_id: str, saved: dict | None = None) -> list[tuple[str, str]]:
+    """(label, value) pairs of a model card, in display order.
+
+    Args:
+        saved: for a saved model, its record (``model.zoo_config``) and ``num_params``: the card then describes
+            that model (its head, its parameter count), not the default configuration.
+    """
     entry = get_entry(model_id)
     card = entry.card
     paper = card.paper
@@ -79,11 +94,23 @@ def card_fields(model_id: str) -> list[tuple[str, str]]:
         fields.append(("official code", paper.code_url))
     fields += [
         ("licence", f"{card.license} (original code)"),
-        ("parameters", f"{card.num_params:,} ({card.num_params / 1e6:.2f} M) at {card.default_num_classes} classes"),
     ]
+    if saved is not None:
+        count = saved["num_params"]
+        fields.append(("parameters", f"{count:,} ({count / 1e6:.2f} M) as saved; the card's default "
+                                     f"configuration has {card.num_params:,}"))
+        fields.append(("output", _output_text(card, saved.get("num_classes"))))
+        if saved.get("model_kwargs"):
+            fields.append(("configuration", ", ".join(f"{k}={v}" for k, v in saved["model_kwargs"].items())))
+    else:
+        fields.append(("parameters", f"{card.num_params:,} ({card.num_params / 1e6:.2f} M) at the default "
+                                     "configuration"))
+        fields.append(("output", _output_text(card)))
     if card.macs is not None:
         fields.append(("MACs", f"{card.macs / 1e9:.3f} G at input {tuple(card.input_shape)}"))
     fields.append(("input", f"{tuple(card.input_shape)} per example"))
+    for name, shape in card.extra_inputs.items():
+        fields.append((f"input {name}", f"{tuple(shape)} per example"))
     for i, name in enumerate(card.recipes):
         label = f"recipe {name}" + (" (default)" if i == 0 else "")
         fields.append((label, _recipe_summary(entry, name)))
@@ -100,12 +127,13 @@ def card_fields(model_id: str) -> list[tuple[str, str]]:
     return fields
 
 
-def render_card(model_id: str) -> str:
-    """The card as Markdown, with YAML front matter in the Hugging Face model-card style."""
+def render_card(model_id: str, saved: dict | None = None) -> str:
+    """The card as Markdown, with YAML front matter in the Hugging Face model-card style (``saved``: see
+    :func:`card_fields`)."""
     card = get_entry(model_id).card
     lines = ["---", "library_name: zoo", f"license: {card.license.lower()}", f"tags: [{card.task}]", "---", "",
              f"# {model_id}", ""]
-    lines += [f"- **{label}**: {value}" for label, value in card_fields(model_id)[1:]]
+    lines += [f"- **{label}**: {value}" for label, value in card_fields(model_id, saved)[1:]]
     return "\n".join(lines) + "\n"
 
 

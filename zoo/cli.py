@@ -65,7 +65,7 @@ def cmd_info(model_id: str) -> int:
 
 
 def cmd_ui(host: str, port: int) -> int:
-    from zoo.tracking import default_tracking_uri
+    from zoo.store import default_tracking_uri
 
     uri = default_tracking_uri()
     if uri.startswith(("http://", "https://")):
@@ -86,9 +86,14 @@ def _read_checkpoint(path: str) -> dict[str, Any]:
     if not Path(path).is_file():
         raise ZooError(f"no such checkpoint: {path}")
     checkpoint = _torch_load(Path(path))
-    if not isinstance(checkpoint, dict) or "zoo" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("zoo"), dict) \
+            or "model" not in checkpoint["zoo"]:
         raise ZooError(f"{path} is not a checkpoint of a zoo run (it lacks the 'zoo' record)")
     return checkpoint
+
+
+def checkpoint_model_id(checkpoint: dict[str, Any]) -> str:
+    return checkpoint["zoo"]["model"]["model_id"]
 
 
 def _config_from_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +101,7 @@ def _config_from_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
     record = checkpoint["zoo"]
     model_args = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
     model_args["pretrained"] = None
-    config: dict[str, Any] = {"model": {"class_path": record["task"], "init_args": model_args}}
+    config: dict[str, Any] = {"model": model_args}
     if record.get("datamodule"):
         data_args = {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items()
                      if not k.startswith("_")}
@@ -113,7 +118,7 @@ def _write_temp_yaml(config: dict[str, Any]) -> str:
 def _find_run_to_resume(model_id: str, run_id: str | None):
     from mlflow import MlflowClient
 
-    from zoo.tracking import default_tracking_uri
+    from zoo.store import default_tracking_uri
 
     client = MlflowClient(default_tracking_uri())
     if run_id:
@@ -133,7 +138,8 @@ def _resume_args(model_id: str, run_id: str | None) -> tuple[list[str], str]:
     """Flags that continue an earlier run (its config, the same MLflow run) and its last checkpoint."""
     import mlflow
 
-    from zoo.tracking import CHECKPOINT_ARTIFACT_DIR, default_tracking_uri, local_path
+    from zoo.store import default_tracking_uri, local_path
+    from zoo.tracking import CHECKPOINT_ARTIFACT_DIR
 
     run = _find_run_to_resume(model_id, run_id)
     run_id = run.info.run_id
@@ -168,6 +174,29 @@ def _recipe_args(model_id: str, recipe: str | None) -> list[str]:
     return [arg for path in paths for arg in ("--config", str(path))]
 
 
+TRAIN_HELP = """usage: zoo {command} MODEL [--recipe NAME] [--resume [RUN_ID]] [--ckpt CKPT] [LightningCLI flags]
+
+MODEL is a registered id (`zoo list` shows them, `zoo info MODEL` its card). For the flags of one model's task,
+data and recipe, ask with the model: `zoo {command} vision/eca_resnet50 --help`."""
+
+
+def _model_id_from_configs(args: list[str]) -> str | None:
+    """The model id named by a ``--config`` YAML (``model: {model: ID}``), for ``zoo train --config my.yaml``."""
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag != "--config" or not Path(value).is_file():
+            continue
+        try:
+            config = yaml.safe_load(Path(value).read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ZooError(f"{value}: not valid YAML: {err}") from None
+        model = config.get("model") if isinstance(config, dict) else None
+        if isinstance(model, dict):
+            model_id = model.get("model") or (model.get("init_args") or {}).get("model")
+            if isinstance(model_id, str):
+                return model_id
+    return None
+
+
 def cmd_lightning(command: str, argv: list[str]) -> int:
     # The model id is the first argument or nothing: a positional parsed anywhere would take the value of a
     # LightningCLI flag (``zoo predict --ckpt X --data.path new.csv`` read "new.csv" as the model).
@@ -176,10 +205,16 @@ def cmd_lightning(command: str, argv: list[str]) -> int:
     parser.add_argument("--recipe")
     parser.add_argument("--resume", nargs="?", const="latest")
     parser.add_argument("--ckpt")
-    parser.add_argument("--output", default="predictions.csv")
+    parser.add_argument("--output")
     known, rest = parser.parse_known_args(argv[1:] if model_id else argv)
-    if model_id is None and command == "train" and not any(a in rest for a in ("-h", "--help")):
-        raise ZooError("zoo train needs a model id, e.g. `zoo train vision/eca_resnet50` (`zoo list` shows them)")
+    if model_id is None and known.ckpt is None:
+        model_id = _model_id_from_configs(rest)
+    if model_id is None and known.ckpt is None and any(a in rest for a in ("-h", "--help")):
+        print(TRAIN_HELP.format(command=command))
+        return 0
+    if model_id is None and command == "train":
+        raise ZooError("zoo train needs a model id, e.g. `zoo train vision/eca_resnet50` (`zoo list` shows them), "
+                       "or a --config whose model section names one (model: {model: vision/eca_resnet50})")
     if command != "train" and known.ckpt is None and not any(a in rest for a in ("-h", "--help")):
         raise ZooError(f"zoo {command} needs --ckpt CHECKPOINT (a best.ckpt or last.ckpt of a zoo run)")
 
@@ -189,7 +224,7 @@ def cmd_lightning(command: str, argv: list[str]) -> int:
     ckpt_path = known.ckpt
     if known.ckpt:
         checkpoint = _read_checkpoint(known.ckpt)
-        ckpt_model = checkpoint["zoo"]["model_id"]
+        ckpt_model = checkpoint_model_id(checkpoint)
         if model_id and model_id != ckpt_model:
             raise ZooError(f"{known.ckpt} is a checkpoint of {ckpt_model}, not {model_id}")
         model_id = ckpt_model
@@ -201,7 +236,7 @@ def cmd_lightning(command: str, argv: list[str]) -> int:
             resume_args, ckpt_path = _resume_args(model_id, None if known.resume == "latest" else known.resume)
             args += resume_args
         args += ["--model.model", model_id]
-    task = get_card(model_id).task if model_id else "image_classification"
+    task = get_card(model_id).task
 
     from zoo.runner import run_lightning
 
@@ -212,7 +247,7 @@ def cmd_explain(argv: list[str]) -> int:
     """Grad-CAM of one image for a classifier checkpoint, written as a PNG (image | overlay)."""
     from PIL import Image
 
-    from data.images import image_transform, read_image
+    from zoo.data.images import image_transform, read_image
     from zoo.explain import grad_cam, overlay, unnormalise
     from zoo.factory import create_model
 
@@ -225,10 +260,10 @@ def cmd_explain(argv: list[str]) -> int:
     parser.add_argument("--output", help="PNG to write (default: <image>_gradcam.png)")
     options = parser.parse_args(argv)
     checkpoint = _read_checkpoint(options.ckpt)
-    model_id = checkpoint["zoo"]["model_id"]
+    model_id = checkpoint_model_id(checkpoint)
     if options.model and options.model != model_id:
         raise ZooError(f"{options.ckpt} is a checkpoint of {model_id}, not {options.model}")
-    class_names = checkpoint["zoo"].get("class_names")
+    class_names = (checkpoint["zoo"].get("extras") or {}).get("class_names")
     data = checkpoint.get("datamodule_hyper_parameters", {})
     if not class_names or "image_size" not in data:
         raise ZooError(f"{options.ckpt} is not an image classification checkpoint")

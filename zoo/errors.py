@@ -12,6 +12,13 @@ class UnknownModelError(ZooError, KeyError):
         return str(self.args[0])
 
 
+class UnknownTaskError(ZooError, KeyError):
+    """A task kind that no task class registers; the message lists the known kinds."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class DuplicateModelError(ZooError):
     """Two factories registered under the same id."""
 

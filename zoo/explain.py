@@ -17,16 +17,49 @@ from torch import nn
 
 from zoo.errors import InputShapeError
 
+MIN_MAP_SIZE = 7
 
-def default_target_layer(model: nn.Module) -> str:
-    """The Grad-CAM layer named on the model's card."""
+
+def default_target_layer(model: nn.Module, image_size: Sequence[int] | None = None) -> str:
+    """The Grad-CAM layer: the card's layer, or at a given input size (H, W) the deepest layer at the card layer's
+    depth whose map is at least 7x7 there (at small inputs the card's last stage is 1x1 and its map is noise).
+
+    Raises:
+        ValueError: when the card names no Grad-CAM layer.
+    """
     from zoo.registry import get_card
 
     model_id = getattr(model, "zoo_config", {}).get("model_id")
     layer = get_card(model_id).target_layer if model_id else None
     if not layer:
         raise ValueError(f"{model_id or type(model).__name__} names no Grad-CAM layer; pass target_layer=")
-    return layer
+    if image_size is None:
+        return layer
+    depth = layer.count(".")
+    channels_last = getattr(model, "feature_layout", "NCHW") == "NHWC"
+    sizes: dict[str, int] = {}
+
+    def record(name):
+        def hook(_module, _inputs, output):
+            output = output[0] if isinstance(output, (tuple, list)) else output
+            if isinstance(output, torch.Tensor) and output.ndim == 4:
+                sizes[name] = int(min(output.shape[1:3] if channels_last else output.shape[2:4]))
+        return hook
+
+    handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n and n.count(".") == depth]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, getattr(model, "in_chans", 3), *image_size))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if sizes.get(layer, 0) >= MIN_MAP_SIZE:
+        return layer
+    large = [name for name, size in sizes.items() if size >= MIN_MAP_SIZE]  # in the order the forward ran them
+    return large[-1] if large else layer
 
 
 def grad_cam(model: nn.Module, images: torch.Tensor, targets: Sequence[int] | torch.Tensor | None = None,

@@ -47,8 +47,15 @@ def create_model(model_id: str, pretrained: Any = None, num_classes: int | None 
         if num_classes is None and loaded.num_classes is not None:
             num_classes = loaded.num_classes  # recorded with the weights (zoo checkpoints, folders, weight sets)
 
-    model = entry.factory(num_classes=entry.card.default_num_classes if num_classes is None else num_classes,
-                          **kwargs)
+    has_classes = entry.card.num_classes is not None
+    if num_classes is not None and not has_classes:
+        raise TypeError(f"{model_id} has no classes to set (its output is {type(entry.card.output).__name__}); "
+                        "drop num_classes")
+    if has_classes:
+        kwargs_with_head = {**kwargs, "num_classes": entry.card.num_classes if num_classes is None else num_classes}
+    else:
+        kwargs_with_head = kwargs
+    model = entry.factory(**kwargs_with_head)
     if loaded is not None:
         state_dict = loaded.state_dict
         if entry.checkpoint_filter is not None:
@@ -66,9 +73,10 @@ def create_model(model_id: str, pretrained: Any = None, num_classes: int | None 
             num_classes = weights_classes
         hub.fit_state_dict(model, state_dict, loaded.source, drop_head=drop_head)
 
+    # The model's record: all that is needed to build it again (checkpoints and saved folders store exactly this).
     model.zoo_config = {
         "model_id": model_id,
-        "num_classes": num_classes if num_classes is not None else entry.card.default_num_classes,
+        "num_classes": (num_classes if num_classes is not None else entry.card.num_classes) if has_classes else None,
         "model_kwargs": kwargs,
     }
     return model

@@ -33,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from zoo.errors import CheckpointError, CheckpointMismatchError, HashMismatchError, UnsafeCheckpointError
+from zoo.protocols import Classifier
 from zoo.registry import ModelEntry, WeightSet
 
 __all__ = ["LoadedWeights", "download", "fit_state_dict", "load_weights", "read_weights", "register_safe_global",
@@ -166,17 +167,18 @@ def _torch_load(path: Path) -> Any:
 
 
 def _from_lightning(obj: dict[str, Any], source: str) -> LoadedWeights:
-    """A Lightning checkpoint of a zoo task: weights under ``model.`` (or EMA weights under ``ema.module.``)."""
-    state_dict = obj["state_dict"]
-    prefix = "ema.module." if any(k.startswith("ema.module.") for k in state_dict) else "model."
-    weights = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    """A Lightning checkpoint of a zoo task: its ``zoo`` record names the model and where its weights sit."""
+    record = obj.get("zoo")
+    if not isinstance(record, dict) or not isinstance(record.get("model"), dict):
+        raise CheckpointError(f"{source}: a Lightning checkpoint without the zoo model record (checkpoint['zoo']"
+                              "['model']); it was not written by a zoo task")
+    prefix = record.get("weights_prefix", "model.")
+    weights = {k[len(prefix):]: v for k, v in obj["state_dict"].items() if k.startswith(prefix)}
     if not weights:
-        raise CheckpointError(f"{source}: a Lightning checkpoint without model weights (no keys under 'model.')")
-    hparams = obj.get("hyper_parameters", {})
-    return LoadedWeights(
-        _strip_wrappers(weights), source, hparams.get("model"), dict(hparams.get("model_kwargs") or {}),
-        hparams.get("num_classes"),
-    )
+        raise CheckpointError(f"{source}: a Lightning checkpoint without model weights (no keys under {prefix!r})")
+    model = record["model"]
+    return LoadedWeights(_strip_wrappers(weights), source, model.get("model_id"),
+                         dict(model.get("model_kwargs") or {}), model.get("num_classes"))
 
 
 def _from_folder(folder: Path) -> LoadedWeights:
@@ -244,7 +246,7 @@ def _weight_set_source(weights: WeightSet, model_id: str) -> Path:
 def _mlflow_download(uri: str) -> Path:
     import mlflow
 
-    from zoo.tracking import default_tracking_uri
+    from zoo.store import default_tracking_uri
 
     mlflow.set_tracking_uri(default_tracking_uri())
     try:
@@ -275,7 +277,7 @@ def load_weights(source: str | Path, entry: ModelEntry) -> LoadedWeights:
 
 def classifier_keys(model: nn.Module) -> set[str]:
     """State-dict keys of the model's classification head (empty when it has no ``get_classifier``)."""
-    if not hasattr(model, "get_classifier"):
+    if not isinstance(model, Classifier):
         return set()
     head_params = {id(p) for p in model.get_classifier().parameters()}
     return {name for name, p in model.named_parameters() if id(p) in head_params}
@@ -335,6 +337,7 @@ def save_pretrained(model: nn.Module, directory: str | Path) -> Path:
     state_dict = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state_dict, directory / WEIGHTS_NAME, metadata={"format": "pt", "model_id": config["model_id"]})
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=list) + "\n")
-    (directory / CARD_NAME).write_text(render_card(config["model_id"]))
+    saved = {**config, "num_params": sum(p.numel() for p in model.parameters())}
+    (directory / CARD_NAME).write_text(render_card(config["model_id"], saved))
     return directory
 

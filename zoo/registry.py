@@ -5,8 +5,9 @@ A model file registers each configuration with :func:`register_model`::
     @register_model("vision/eca_resnet50", card=ModelCard(...))
     def eca_resnet50(num_classes: int = 1000, **kwargs) -> EcaResNet: ...
 
-The built-in domain packages are imported the first time the registry is queried; third-party packages add
-models through the ``zoo.models`` entry-point group (each entry point names a module that registers on import).
+Every domain, built-in (``zoo.vision``, ``zoo.tabular``, ...) or third-party, is found through the ``zoo.models``
+entry-point group (each entry point names a module that registers on import), the first time the registry is
+queried. A card's ``task`` must name a task kind registered in ``zoo.tasks`` (checked at registration).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import pkgutil
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -24,9 +26,8 @@ from typing import Any
 
 from torch import nn
 
-from zoo.errors import DuplicateModelError, UnknownModelError
+from zoo.errors import DuplicateModelError, UnknownModelError, UnknownTaskError
 
-BUILTIN_DOMAINS = ("vision", "tabular")
 ENTRY_POINT_GROUP = "zoo.models"
 
 CheckpointFilter = Callable[[dict[str, Any], nn.Module], dict[str, Any]]
@@ -45,6 +46,77 @@ class Paper:
         return f"https://arxiv.org/abs/{self.arxiv}" if self.arxiv else None
 
 
+# --- what a model gives: one spec per kind of output -------------------------------------------------------------
+@dataclass(frozen=True)
+class Classes:
+    """Logits over classes: (B, num_classes), or (B, T, num_classes) per step for sequence labelling."""
+
+    num_classes: int = 1000
+
+
+@dataclass(frozen=True)
+class ImageOutput:
+    """An image of the input's size: (B, channels, H, W)."""
+
+    channels: int = 3
+
+
+@dataclass(frozen=True)
+class Boxes:
+    """Detections: boxes (x1, y1, x2, y2) with a class and a score, a variable number per image."""
+
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class PerStep:
+    """One prediction per time step: (B, T, num_classes) logits (num_classes 1: a single risk logit)."""
+
+    num_classes: int = 1
+
+
+@dataclass(frozen=True)
+class Horizons:
+    """Forecasts at ``horizons`` steps ahead: (B, len(horizons), targets), or class logits per horizon
+    (B, len(horizons), num_classes) when ``num_classes`` is set."""
+
+    horizons: tuple[int, ...] = (1,)
+    targets: int = 1
+    num_classes: int | None = None
+
+
+@dataclass(frozen=True)
+class Risk:
+    """A survival risk score per subject: (B,) log-hazard ratios (higher means earlier events)."""
+
+
+@dataclass(frozen=True)
+class Pretext:
+    """A self-supervised pretext output (e.g. reconstructed or classified masked patches); no downstream head."""
+
+
+OutputSpec = Classes | ImageOutput | Boxes | PerStep | Horizons | Risk | Pretext
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How inputs were prepared for a weight set, so fine-tuning from it prepares them the same way (as timm's
+    pretrained configs and torchvision's ``Weights.transforms()`` carry it).
+
+    Attributes:
+        mean / std: per-channel normalisation of [0, 1] inputs.
+        input_size: side of the square network input in pixels.
+        interpolation: resize filter ("bilinear", "bicubic").
+        crop_pct: evaluation resizes to ``input_size / crop_pct`` and centre-crops ``input_size``.
+    """
+
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    input_size: int = 224
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+
+
 @dataclass(frozen=True)
 class WeightSet:
     """One set of pretrained weights for a model id.
@@ -59,11 +131,12 @@ class WeightSet:
         model_kwargs: constructor arguments the weights need (e.g. the per-stage kernel sizes of a release).
         state_dict_key: the checkpoint entry holding the weights to load (e.g. "model_ema"), when not the default.
         metrics: reported results, e.g. {"imagenet_top1": 77.42}.
+        preprocessing: how the inputs were prepared when these weights were trained.
     """
 
     name: str
     description: str
-    num_classes: int
+    num_classes: int | None = None
     url: str | None = None
     sha256: str | None = None
     download_page: str | None = None
@@ -72,6 +145,7 @@ class WeightSet:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     state_dict_key: str | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
+    preprocessing: Preprocessing | None = None
 
 
 @dataclass(frozen=True)
@@ -79,13 +153,18 @@ class ModelCard:
     """What a user needs to know about a model id before using it.
 
     Attributes:
-        task: the kind of task (see ``zoo.tasks.TASKS``), e.g. "image_classification".
-        num_params: parameter count at ``default_num_classes`` and the default configuration (checked by tests).
-        macs: multiply-accumulates of one forward pass at ``input_shape`` (conv, linear and matmul ops).
-        input_shape: shape of one example, without the batch dimension.
+        task: a task kind registered in ``zoo.tasks`` (``zoo.tasks.task_kinds()``), e.g. "image_classification";
+            it picks the task class that trains the model, so recipes and checkpoints never name one.
+        num_params: parameter count at the default output and configuration (checked by tests).
+        macs: multiply-accumulates of one forward pass at the default inputs (conv, linear and matmul ops).
+        input_shape: shape of one example of the (first) input, without the batch dimension.
+        extra_inputs: name -> shape of the further inputs of a model that takes several (passed to ``forward``
+            after the first, in this order).
+        output: what the model gives (``Classes``, ``ImageOutput``, ``Boxes``, ``PerStep``, ``Horizons``, ``Risk``,
+            ``Pretext``); classes and boxes carry the default head size.
         recipes: recipe name -> YAML file (or files, applied in order) in the model package's ``recipes/``
             folder; the first recipe is the default.
-        target_layer: module path that Grad-CAM hooks by default.
+        target_layer: module path that Grad-CAM hooks by default (classifiers).
     """
 
     task: str
@@ -95,10 +174,21 @@ class ModelCard:
     input_shape: tuple[int, ...]
     recipes: Mapping[str, str | tuple[str, ...]]
     macs: int | None = None
-    default_num_classes: int = 1000
+    output: OutputSpec = Classes()
+    extra_inputs: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     weights: tuple[WeightSet, ...] = ()
     target_layer: str | None = None
     notes: str = ""
+
+    @property
+    def num_classes(self) -> int | None:
+        """The default head size of a model with classes (classifiers, detectors, labelled horizons), else None."""
+        return getattr(self.output, "num_classes", None)
+
+    @property
+    def inputs(self) -> dict[str, tuple[int, ...]]:
+        """Every input's shape, the first under "input"."""
+        return {"input": tuple(self.input_shape), **{k: tuple(v) for k, v in self.extra_inputs.items()}}
 
     def weight_set(self, name: str) -> WeightSet:
         for weights in self.weights:
@@ -149,6 +239,12 @@ def register_model(
         raise ValueError(f"model id {model_id!r} must look like 'domain/name' (lower case, digits, '_' and '.')")
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        from zoo.tasks.registry import task_kinds
+
+        kinds = task_kinds()
+        if card.task not in kinds:
+            raise UnknownTaskError(f"{model_id}: the card's task {card.task!r} is not a registered task kind; "
+                                   f"known kinds: {', '.join(sorted(kinds))}")
         if model_id in _REGISTRY:
             raise DuplicateModelError(
                 f"model id {model_id!r} registered twice: by {_REGISTRY[model_id].factory.__module__} "
@@ -162,17 +258,26 @@ def register_model(
     return decorator
 
 
+def import_submodules(package: str) -> None:
+    """Import every module of ``package`` (a domain's ``__init__`` calls this, so a new model file registers
+    without being listed anywhere). Modules whose name starts with "_" are helpers and are left alone."""
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package}.{module.name}")
+
+
 def _discover() -> None:
     global _DISCOVERED
     if _DISCOVERED:
         return
-    for domain in BUILTIN_DOMAINS:
-        importlib.import_module(domain)
     _DISCOVERED = True
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        builtin = entry_point.value.startswith("zoo.")
         try:
             entry_point.load()
         except Exception as err:  # a broken plugin must not take the built-in models down with it
+            if builtin:
+                raise
             warnings.warn(f"could not load zoo models from {entry_point.value!r}: {err}", stacklevel=2)
 
 

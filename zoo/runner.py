@@ -2,39 +2,41 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, LearningRateMonitor
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from zoo.tasks import TASKS, ZooTask
+from zoo.tasks.base import ZooTask
+from zoo.tasks.registry import get_task_class
 from zoo.tracking import RunArtifacts, ZooCheckpoint, ZooMLFlowLogger, ZooSaveConfig, mlflow_logger, run_checkpoints
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes the task's prediction rows to a CSV file at the end of ``zoo predict``."""
+    """Hands every batch's predictions to the task, which writes them in its kind's format at the end of
+    ``zoo predict`` (CSV rows, images, YOLO/COCO files, per-subject files, forecast tables)."""
 
     def __init__(self, output: str):
         super().__init__(write_interval="epoch")
         self.output = Path(output)
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
-        rows = pl_module.prediction_rows(predictions, trainer.datamodule)
-        if not rows:
-            return
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.output, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {len(rows)} predictions to {self.output.resolve()}")
+        print(pl_module.write_predictions(predictions, trainer.datamodule, self.output), flush=True)
+
+
+class DataSummary(Callback):
+    """Prints the data module's one-line description once its data is set up, before the first epoch."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        describe = getattr(trainer.datamodule, "describe", None)
+        if trainer.is_global_zero and callable(describe):
+            print(describe(), flush=True)
 
 
 class ZooCLI(LightningCLI):
@@ -44,23 +46,24 @@ class ZooCLI(LightningCLI):
                  run: bool = True):
         self.task_class = task_class
         super().__init__(
-            model_class=task_class, datamodule_class=L.LightningDataModule, subclass_mode_model=True,
+            model_class=task_class, datamodule_class=L.LightningDataModule, subclass_mode_model=False,
             subclass_mode_data=True, save_config_callback=ZooSaveConfig, auto_configure_optimizers=False,
             load_from_checkpoint_support=False,
             trainer_defaults={
                 "logger": {"class_path": f"{ZooMLFlowLogger.__module__}.ZooMLFlowLogger"},
                 "callbacks": [ZooCheckpoint("best"), ZooCheckpoint("last"),
-                              LearningRateMonitor(logging_interval="step"), RunArtifacts(), *extra_callbacks],
+                              LearningRateMonitor(logging_interval="step"), RunArtifacts(), DataSummary(),
+                              *extra_callbacks],
                 "enable_autolog_hparams": False,
             },
             seed_everything_default=0, args=args, run=run,
         )
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_optimizer_args((Optimizer,), link_to="model.init_args.optimizer")
-        parser.add_lr_scheduler_args((LRScheduler, ReduceLROnPlateau), link_to="model.init_args.lr_scheduler")
+        parser.add_optimizer_args((Optimizer,), link_to="model.optimizer")
+        parser.add_lr_scheduler_args((LRScheduler, ReduceLROnPlateau), link_to="model.lr_scheduler")
         for data_attribute, task_argument in self.task_class.data_links:
-            parser.link_arguments(f"data.{data_attribute}", f"model.init_args.{task_argument}", apply_on="instantiate")
+            parser.link_arguments(f"data.{data_attribute}", f"model.{task_argument}", apply_on="instantiate")
 
 
 def _format_metrics(metrics: dict[str, Any]) -> str:
@@ -78,7 +81,7 @@ def print_summary(cli: ZooCLI, checkpoints: dict[str, str], test_metrics: dict[s
         lines.append(f"  test (best checkpoint): {_format_metrics(test_metrics)}")
     if logger is not None:
         lines += [
-            f"  MLflow run:   {logger.run_id} (experiment {logger._experiment_name!r}, store {logger._tracking_uri})",
+            f"  MLflow run:   {logger.run_id} (experiment {logger.experiment_name!r}, store {logger.tracking_uri})",
             f"  open it:      zoo ui   then  {logger.ui_url}",
         ]
     if checkpoints:
@@ -90,7 +93,7 @@ def print_summary(cli: ZooCLI, checkpoints: dict[str, str], test_metrics: dict[s
 
 
 def run_lightning(command: str, task_kind: str, args: list[str], ckpt_path: str | None = None,
-                  predictions: str = "predictions.csv") -> int:
+                  predictions: str | None = None) -> int:
     """Build the task, data and trainer from ``args`` (LightningCLI flags) and run ``command``.
 
     Args:
@@ -98,8 +101,8 @@ def run_lightning(command: str, task_kind: str, args: list[str], ckpt_path: str 
         task_kind: the model card's task, which picks the task class.
         ckpt_path: checkpoint to resume training from, or to evaluate.
     """
-    task_class = TASKS[task_kind]
-    extra = [PredictionWriter(predictions)] if command == "predict" else []
+    task_class = get_task_class(task_kind)
+    extra = [PredictionWriter(predictions or task_class.prediction_output)] if command == "predict" else []
     torch.set_float32_matmul_precision("high")
     argv, sys.argv = sys.argv, [f"zoo {command}"]  # LightningCLI takes its program name from sys.argv
     try:

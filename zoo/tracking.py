@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 import sys
@@ -21,7 +20,6 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlparse
 
 import lightning
 import torch
@@ -32,22 +30,10 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from zoo.errors import ZooError
+from zoo.store import default_tracking_uri, local_path
 
 MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 CHECKPOINT_ARTIFACT_DIR = "checkpoints"
-
-
-def default_tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else an absolute sqlite store in the current directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
-
-
-def local_path(uri: str) -> Path | None:
-    """The filesystem path of a ``file:`` URI or plain path, or None for remote URIs."""
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        return Path(unquote(parsed.path))
-    return None
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -115,16 +101,24 @@ class ZooMLFlowLogger(MLFlowLogger):
         super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, tags=tags,
                          log_model=False, artifact_location=artifact_location, run_id=run_id)
         self.resumed = run_id is not None
+        self.resume_run_id = run_id
+        self.started = False  # whether the MLflow run exists yet (it is created on first use)
         self.register_as = register_as
+        self.tracking_uri, self.experiment_name = uri, experiment_name
 
     @property
     def experiment(self):
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
         try:
-            return super().experiment
-        except Exception as err:
-            if self.resumed and "RESOURCE_DOES_NOT_EXIST" in str(err):
-                raise ZooError(f"no MLflow run {self._run_id} in {self._tracking_uri}") from err
+            client = super().experiment
+        except MlflowException as err:
+            if self.resumed and err.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                raise ZooError(f"no MLflow run {self.resume_run_id} in {self.tracking_uri}") from err
             raise
+        self.started = True
+        return client
 
     @property
     def save_dir(self) -> str:
@@ -147,7 +141,7 @@ class ZooMLFlowLogger(MLFlowLogger):
     @property
     def ui_url(self) -> str:
         """The run's page in the MLflow UI (``zoo ui`` serves http://127.0.0.1:5000 for the local store)."""
-        base = self._tracking_uri if self._tracking_uri.startswith("http") else "http://127.0.0.1:5000"
+        base = self.tracking_uri if self.tracking_uri.startswith("http") else "http://127.0.0.1:5000"
         return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
 
     @rank_zero_only
@@ -204,7 +198,7 @@ class ZooMLFlowLogger(MLFlowLogger):
         if self.register_as:
             import mlflow
 
-            mlflow.set_tracking_uri(self._tracking_uri)
+            mlflow.set_tracking_uri(self.tracking_uri)
             mlflow.register_model(uri, self.register_as)
         return uri
 
@@ -244,8 +238,8 @@ class ZooCheckpoint(ModelCheckpoint):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         monitor, mode = getattr(pl_module, "monitor", None), getattr(pl_module, "monitor_mode", "min")
         if self.kind == "best" and monitor and self.monitor is None:
-            self.monitor = monitor
-            self._ModelCheckpoint__init_monitor_mode(mode)
+            self.monitor, self.mode = monitor, mode
+            self.kth_value = torch.tensor(torch.inf if mode == "min" else -torch.inf)
         logger = mlflow_logger(trainer)
         if self.dirpath is None and logger is not None:
             self.dirpath = str(logger.checkpoint_dir)
@@ -294,5 +288,5 @@ class RunArtifacts(Callback):
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         logger = mlflow_logger(trainer)
-        if logger is not None and logger._initialized:
+        if logger is not None and logger.started:
             logger.set_tags({"zoo.failure": f"{type(exception).__name__}: {exception}"[:MAX_PARAM_LENGTH]})

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from torchvision.datasets import CIFAR10
+from zoo.data.images import ImageClassificationData
 
-from data.images import ImageClassificationData
 from zoo.errors import DataError
 
 
@@ -147,8 +147,7 @@ def test_cifar_without_root_is_explained():
 
 def test_randaugment_policy_is_timms_training_pipeline():
     from torchvision import transforms as T
-
-    from data.images import TimmTrainTransform
+    from zoo.data.images import TimmTrainTransform
 
     data = ImageClassificationData(image_size=48, augment="randaugment", random_erasing=1.0)
     train, evaluate = data.transform(True), data.transform(False)
@@ -175,8 +174,7 @@ def test_randaugment_posterize_to_zero_bits_gives_black_as_old_pillow_did():
     """"inc1" posterize keeps 4 - int(0.4 m) bits: 0 bits at magnitude 10, which magnitude noise (mstd) reaches.
     Pillow 13 refuses 0 bits; the pipeline blacks the image out, as the Pillow versions of the recipes did."""
     from PIL import Image
-
-    from data.images import TimmTrainTransform
+    from zoo.data.images import TimmTrainTransform
 
     transform = TimmTrainTransform(32, (0.5,) * 3, (0.5,) * 3, "rand-n1-m10-mstd0-inc1", 0.0)
     randaugment = transform.pipeline.transforms[2]

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from zoo.data.tabular import TabularData
 
-from data.tabular import TabularData
 from zoo.errors import DataError
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from zoo.tabular.tabr import TabR
 
 import zoo
 import zoo.blocks.retrieval as retrieval
-from tabular.tabr import Candidates, TabR
+from zoo.blocks.retrieval import Candidates
 from zoo.errors import InputShapeError
 from zoo.profile import count_macs, count_parameters
 
@@ -75,7 +76,7 @@ def test_an_object_never_retrieves_itself_in_training(monkeypatch):
         seen["result"] = search(queries, keys, k, **kwargs)
         return seen["result"]
 
-    monkeypatch.setattr("tabular.tabr.nearest_neighbors", spy)
+    monkeypatch.setattr("zoo.tabular.tabr.nearest_neighbors", spy)
     model = small_tabr()
     data = table(40, 1)
     batch, rest = data.select(torch.arange(6)), data.select(torch.arange(6, 40))
@@ -160,7 +161,7 @@ def test_unknown_categories_and_bad_shapes():
 
 
 def test_weight_decay_policies():
-    from zoo.tasks import TabularTask
+    from zoo.tasks.tabular import TabularTask
 
     shapes = {"n_num_features": 5, "n_bin_features": 2, "cat_cardinalities": [3, 4]}
     intended = TabularTask("tabular/tabr", num_classes=3, feature_shapes=shapes, class_names=["a", "b", "c"])

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from zoo.data.tabular import TabularData
 
-from data.tabular import TabularData
-from zoo.tasks import TabularTask
+from zoo.tasks.tabular import TabularTask
 
 
 def fit(model_id: str, data: TabularData, epochs: int, lr: float = 1e-3, **task_kwargs
@@ -119,8 +119,8 @@ def test_zoo_train_then_predict_from_the_checkpoint_alone(tmp_path):
 DDP_SCRIPT = """
 import json, sys
 import lightning as L
-from data.tabular import TabularData
-from zoo.tasks import TabularTask
+from zoo.data.tabular import TabularData
+from zoo.tasks.tabular import TabularTask
 
 
 class Record(L.Callback):

@@ -7,7 +7,8 @@ import torch
 from timm.optim import Lamb, Lars
 
 from zoo.hub import read_weights
-from zoo.tasks import ClassificationTask, WarmupCosineLR
+from zoo.tasks.classification import ClassificationTask
+from zoo.tasks.schedules import WarmupCosineLR
 
 
 class _FakeTrainer:
@@ -46,7 +47,7 @@ def test_weight_decay_groups():
 
 
 def test_step_wise_schedule_gets_total_steps_and_shape():
-    task = _task(lr_scheduler={"class_path": "zoo.tasks.WarmupCosineLR", "init_args": {"warmup_steps": 0.1}},
+    task = _task(lr_scheduler={"class_path": "zoo.tasks.schedules.WarmupCosineLR", "init_args": {"warmup_steps": 0.1}},
                  optimizer={"class_path": "torch.optim.SGD", "init_args": {"lr": 1.0}})
     config = task.configure_optimizers()
     scheduler = config["lr_scheduler"]["scheduler"]

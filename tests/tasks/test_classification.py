@@ -8,7 +8,7 @@ import torch
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 
-from zoo.tasks import ClassificationTask
+from zoo.tasks.classification import ClassificationTask
 from zoo.tasks.classification import classification_metrics
 
 
@@ -65,15 +65,14 @@ def test_training_with_mixup_and_cutmix_learns_digits():
     """Four epochs of ECA-ResNet-18 on the bundled digits at 32 px with Mixup 0.8 / CutMix 1.0 and label smoothing
     0.1 (the Swin/VMamba setting). Measured: test accuracy 0.978, 15 s on 2 cores."""
     import lightning as L
-
-    from data.images import ImageClassificationData
+    from zoo.data.images import ImageClassificationData
 
     L.seed_everything(0)
     data = ImageClassificationData(batch_size=64, image_size=32)
     task = ClassificationTask(
         "vision/eca_resnet18", num_classes=10, mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1,
         optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": 2e-3, "weight_decay": 0.05}},
-        lr_scheduler={"class_path": "zoo.tasks.WarmupCosineLR", "init_args": {"warmup_steps": 0.1}},
+        lr_scheduler={"class_path": "zoo.tasks.schedules.WarmupCosineLR", "init_args": {"warmup_steps": 0.1}},
         explain_images=0,
     )
     trainer = L.Trainer(max_epochs=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,

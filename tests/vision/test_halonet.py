@@ -6,9 +6,9 @@ import pytest
 import timm
 import torch
 from safetensors.torch import save_file
+from zoo.vision.halonet import TIMM_EQUIVALENT_KWARGS, TIMM_EQUIVALENTS, HaloNet
 
 import zoo
-from vision.halonet import TIMM_EQUIVALENT_KWARGS, TIMM_EQUIVALENTS, HaloNet
 from zoo import hub
 from zoo.errors import InputShapeError
 from zoo.profile import count_macs, count_parameters
@@ -197,11 +197,11 @@ def test_tiny_halonet_learns_digits_with_the_quickstart_recipe():
     """A small halonet26t (1/8 width; halo blocks b=2, h=1, so 64 px inputs fit) trained for 4 epochs on the bundled
     digits by the task and data module `zoo train` uses, with the quickstart recipe's optimiser and schedule."""
     import lightning as L
+    from zoo.data.images import ImageClassificationData
 
-    from data.images import ImageClassificationData
     from zoo.cards import recipe_config
     from zoo.registry import get_entry
-    from zoo.tasks import ClassificationTask
+    from zoo.tasks.classification import ClassificationTask
 
     recipe = recipe_config(get_entry("vision/halonet26t"), "quickstart")
     L.seed_everything(0)

@@ -8,9 +8,9 @@ import types
 
 import pytest
 import torch
+from zoo.vision import vmamba
 
 import zoo
-from vision import vmamba
 from zoo import hub
 from zoo.blocks import selective_scan as ss
 from zoo.errors import InputShapeError
@@ -158,7 +158,7 @@ def test_official_res_vmamba_checkpoint_reports_missing_shortcuts(tmp_path, fake
     official = {k: v for k, v in source.state_dict().items() if not k.startswith("shortcuts.")}
     path = _swin_style_checkpoint(tmp_path / "ckpt_epoch_166.pth", official, fake_yacs)
 
-    with caplog.at_level(logging.WARNING, logger="vision.vmamba"):
+    with caplog.at_level(logging.WARNING, logger="zoo.vision.vmamba"):
         model = zoo.create_model("vision/res_vmamba", pretrained=str(path), **TINY)
     message = caplog.text
     for i in range(3):
@@ -168,7 +168,7 @@ def test_official_res_vmamba_checkpoint_reports_missing_shortcuts(tmp_path, fake
     assert not torch.equal(model.shortcuts[0].proj.weight, source.shortcuts[0].proj.weight)
     # The filter fills the missing shortcuts with the model's own values, so loading leaves them as initialised.
     target = zoo.create_model("vision/res_vmamba", num_classes=241, **TINY)
-    with caplog.at_level(logging.WARNING, logger="vision.vmamba"):
+    with caplog.at_level(logging.WARNING, logger="zoo.vision.vmamba"):
         filtered = vmamba.checkpoint_filter(official, target)
     torch.testing.assert_close({k[len("shortcuts."):]: v for k, v in filtered.items() if k.startswith("shortcuts.")},
                                target.shortcuts.state_dict())
@@ -176,7 +176,7 @@ def test_official_res_vmamba_checkpoint_reports_missing_shortcuts(tmp_path, fake
     # A checkpoint of our own (with shortcuts) loads them, silently.
     caplog.clear()
     torch.save(source.state_dict(), tmp_path / "ours.pth")
-    with caplog.at_level(logging.WARNING, logger="vision.vmamba"):
+    with caplog.at_level(logging.WARNING, logger="zoo.vision.vmamba"):
         model = zoo.create_model("vision/res_vmamba", pretrained=str(tmp_path / "ours.pth"), **TINY)
     assert "shortcut" not in caplog.text
     torch.testing.assert_close(model.shortcuts.state_dict(), source.shortcuts.state_dict())
@@ -232,11 +232,11 @@ def test_tiny_model_learns_digits_with_the_quickstart_recipe(model_id):
     digits at 32 px by the task and data module `zoo train` uses, with the quickstart recipe's optimiser and
     schedule. Measured: test accuracy 0.97-0.98; 0.5-2.5 min per model on 2 shared cores."""
     import lightning as L
+    from zoo.data.images import ImageClassificationData
 
-    from data.images import ImageClassificationData
     from zoo.cards import recipe_config
     from zoo.registry import get_entry
-    from zoo.tasks import ClassificationTask
+    from zoo.tasks.classification import ClassificationTask
 
     recipe = recipe_config(get_entry(model_id), "quickstart")
     L.seed_everything(0)

@@ -17,7 +17,7 @@ retrieves itself (duplicates of it can still be retrieved).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -130,3 +130,27 @@ def nearest_neighbors(queries: Tensor, keys: Tensor, k: int, *, exclude: Tensor 
         order = distances.argsort(dim=1, stable=True)[:, :k]
         distances, indices = distances.gather(1, order), indices.gather(1, order)
     return distances, indices
+
+
+class Candidates(NamedTuple):
+    """The objects TabR retrieves from: N rows of the preprocessed training table and their labels.
+
+    ``x_num`` (N, F_num) float, ``x_bin`` (N, F_bin) float, ``x_cat`` (N, F_cat) int64 (each None when absent),
+    ``y`` (N,) float (regression, standardised) or int64 (class index).
+    """
+
+    x_num: Tensor | None
+    x_bin: Tensor | None
+    x_cat: Tensor | None
+    y: Tensor
+
+    @property
+    def size(self) -> int:
+        return len(self.y)
+
+    def select(self, index: Tensor) -> Candidates:
+        """The rows ``index`` (K,) of every tensor."""
+        return Candidates(*(None if t is None else t[index] for t in self))
+
+    def to(self, device: torch.device | str) -> Candidates:
+        return Candidates(*(None if t is None else t.to(device) for t in self))

@@ -1,11 +1,7 @@
-"""LightningModules, one per kind of task, each taking any registered model of that kind by id."""
+"""LightningModules, one per kind of task, each registered under its kind (``zoo.tasks.registry``) and taking any
+registered model of that kind by id. Every module of this package is imported when the kinds are first asked for.
+"""
 
-from zoo.tasks.base import ZooTask
-from zoo.tasks.classification import ClassificationTask
-from zoo.tasks.schedules import WarmupCosineLR
-from zoo.tasks.tabular import TabularTask
+from zoo.tasks.registry import get_task_class, register_task, task_kinds
 
-# Model-card task kind -> the task class that trains it.
-TASKS: dict[str, type[ZooTask]] = {"image_classification": ClassificationTask, "tabular": TabularTask}
-
-__all__ = ["TASKS", "ClassificationTask", "TabularTask", "WarmupCosineLR", "ZooTask"]
+__all__ = ["get_task_class", "register_task", "task_kinds"]

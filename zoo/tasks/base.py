@@ -1,18 +1,38 @@
-"""What every zoo task shares: the model built from its id, optimiser and schedule from the config, EMA of the
-weights, a guard against non-finite losses, and what a checkpoint must carry to be used on its own."""
+"""What every zoo task shares: the model built from its id, one step template for training and evaluation,
+optimiser and schedule from the config, EMA of the weights, a guard against non-finite losses, the checkpoint
+record, and where predictions are written.
+
+A task of a new kind subclasses :class:`ZooTask`, registers its kind and fills in the template::
+
+    @register_task("image_restoration")
+    class RestorationTask(ZooTask):
+        monitor, monitor_mode = "val/psnr", "max"
+
+        def __init__(self, model: str, pixel_loss: str = "l1", **kwargs):
+            super().__init__(model, **kwargs)
+            self.save_hyperparameters()
+            self.build_model()
+
+        def step(self, batch, stage): ...              # -> loss; updates and logs the stage's metrics
+        def end_of_epoch(self, stage): ...             # epoch metrics and figures of "val" / "test"
+        def predict_step(self, batch, batch_idx): ...
+        def write_predictions(self, predictions, datamodule, output): ...
+"""
 
 from __future__ import annotations
 
+import csv
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
 from timm.utils import ModelEmaV3
 from torch import nn
+from typing_extensions import override
 
 from zoo.errors import NonFiniteLossError
 from zoo.factory import create_model
@@ -20,6 +40,7 @@ from zoo.hub import save_pretrained
 from zoo.tracking import mlflow_logger
 
 DEFAULT_OPTIMIZER = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3, "weight_decay": 0.05}}
+STAGES = ("train", "val", "test")
 
 
 def import_class(class_path: str) -> type:
@@ -30,59 +51,107 @@ def import_class(class_path: str) -> type:
         raise ValueError(f"cannot import {class_path!r}: {err}") from err
 
 
+def write_csv(rows: Sequence[dict[str, Any]], output: Path) -> str:
+    """Write ``rows`` (dicts with the same keys) as a CSV file; returns the one-line summary for the user."""
+    if not rows:
+        return "nothing to predict"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return f"wrote {len(rows)} predictions to {output.resolve()}"
+
+
 class ZooTask(L.LightningModule):
     """Base LightningModule of the zoo tasks.
 
     Args:
         model: registered model id, e.g. "vision/eca_resnet50".
-        num_classes: head size (linked from the data module by ``zoo train``).
         pretrained: any weight source ``zoo.create_model`` accepts.
         model_kwargs: constructor arguments of the model family.
         optimizer: ``{"class_path": ..., "init_args": {...}}``, set by ``--optimizer`` / ``--optimizer.lr``;
             any ``torch.optim.Optimizer``, including timm's ``timm.optim.Lamb`` and ``timm.optim.Lars``.
         lr_scheduler: same form, set by ``--lr_scheduler``; see ``zoo.tasks.schedules`` for step-wise ones.
         decay_norm_and_bias: apply weight decay to biases and normalisation weights too (what most official
-            recipes did); False gives them zero decay.
+            recipes did); False gives them zero decay, and none to the model's ``no_weight_decay()`` names.
         ema_decay: keep an exponential moving average of the weights with this decay and evaluate with it.
+
+    Class attributes a task sets: ``monitor`` / ``monitor_mode`` (what the "best" checkpoint keeps),
+    ``data_links`` ((data-module attribute, task argument) pairs that ``zoo train`` links, e.g. the number of
+    classes) and ``prediction_output`` (the default of ``zoo predict --output``). ``task_kind`` is set by
+    ``zoo.tasks.registry.register_task``.
     """
 
+    task_kind: ClassVar[str] = ""
     monitor: str = "val/loss"
     monitor_mode: str = "min"
-    # (data module attribute, task argument) pairs that `zoo train` links, e.g. the number of classes.
-    data_links: tuple[tuple[str, str], ...] = ()
+    data_links: ClassVar[tuple[tuple[str, str], ...]] = ()
+    prediction_output: ClassVar[str] = "predictions.csv"
 
-    def __init__(self, model: str, num_classes: int | None = None, pretrained: str | None = None,
-                 model_kwargs: dict[str, Any] | None = None, optimizer: dict | None = None,
-                 lr_scheduler: dict | None = None, decay_norm_and_bias: bool = True,
+    def __init__(self, model: str, pretrained: str | None = None, model_kwargs: dict[str, Any] | None = None,
+                 optimizer: dict | None = None, lr_scheduler: dict | None = None, decay_norm_and_bias: bool = True,
                  ema_decay: float | None = None):
         super().__init__()
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in (0, 1), got {ema_decay}")
         self.model_id = model
-        self.model = create_model(model, pretrained=pretrained, num_classes=num_classes, **(model_kwargs or {}))
-        self.ema = None
-        if ema_decay:
-            self.ema = ModelEmaV3(self.model, decay=ema_decay)
-            self.ema.requires_grad_(False)
+        self.model: nn.Module | None = None
+        self.ema: ModelEmaV3 | None = None
         self.logged_model_uri: str | None = None
+
+    def build_model(self, **arguments: Any) -> nn.Module:
+        """Build ``self.model`` from the id, ``pretrained`` and ``model_kwargs`` (``arguments`` override them, e.g.
+        ``num_classes`` or the shape of a table), and its EMA copy when ``ema_decay`` is set."""
+        hparams = self.hparams
+        kwargs = {**(hparams.get("model_kwargs") or {}), **arguments}
+        self.model = create_model(self.model_id, pretrained=hparams.get("pretrained"), **kwargs)
+        if hparams.get("ema_decay"):
+            self.ema = ModelEmaV3(self.model, decay=hparams["ema_decay"])
+            self.ema.requires_grad_(False)
+        return self.model
 
     @property
     def eval_model(self) -> nn.Module:
         """The weights that are evaluated: the EMA copy when EMA is on."""
         return self.ema.module if self.ema is not None else self.model
 
+    # --- the step template ------------------------------------------------------------------------------------
+    def step(self, batch: Any, stage: str) -> torch.Tensor:
+        """One batch of ``stage`` ("train", "val" or "test"): the loss, after updating (and logging) the stage's
+        metrics. Evaluation stages should run ``self.eval_model``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement step(batch, stage)")
+
+    def end_of_epoch(self, stage: str) -> None:
+        """Compute and log the epoch metrics of "val" or "test" (and their figures)."""
+
+    @override
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self.step(batch, "train")
+        self.check_finite(loss)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    @override
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.log("val/loss", self.step(batch, "val"), on_epoch=True, sync_dist=True)
+
+    @override
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.log("test/loss", self.step(batch, "test"), on_epoch=True, sync_dist=True)
+
+    @override
+    def on_validation_epoch_end(self) -> None:
+        self.end_of_epoch("val")
+
+    @override
+    def on_test_epoch_end(self) -> None:
+        self.end_of_epoch("test")
+
+    @override
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update(self.model, step=self.global_step)
-
-    def log_figure(self, make_figure: Callable[[], Any], artifact_file: str) -> None:
-        """Draw a matplotlib figure and log it to the run's MLflow artifacts (nothing is drawn without MLflow)."""
-        logger = mlflow_logger(self.trainer)
-        if logger is None:
-            return
-        import matplotlib.pyplot as plt
-
-        figure = make_figure()
-        logger.log_figure(figure, artifact_file)
-        plt.close(figure)
 
     def check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
@@ -93,15 +162,36 @@ class ZooTask(L.LightningModule):
                 "or check the data for NaN/inf values."
             )
 
+    # --- predictions ------------------------------------------------------------------------------------------
+    def write_predictions(self, predictions: list[Any], datamodule: Any, output: Path) -> str:
+        """Write what ``predict_step`` returned for every batch to ``output`` (a file or folder, by kind);
+        returns a one-line summary for the user."""
+        raise NotImplementedError(f"{type(self).__name__} does not write predictions")
+
+    # --- figures ----------------------------------------------------------------------------------------------
+    def log_figure(self, make_figure: Callable[[], Any], artifact_file: str) -> None:
+        """Draw a matplotlib figure and log it to the run's MLflow artifacts (nothing is drawn without MLflow)."""
+        logger = mlflow_logger(self.trainer)
+        if logger is None or self.trainer.sanity_checking:
+            return
+        import matplotlib.pyplot as plt
+
+        figure = make_figure()
+        logger.log_figure(figure, artifact_file)
+        plt.close(figure)
+
+    # --- optimisation -----------------------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
         params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         if self.hparams.decay_norm_and_bias:
             return [{"params": [p for _, p in params]}]
-        skip = set(getattr(self.model, "no_weight_decay", lambda: ())())
+        no_weight_decay = getattr(self.model, "no_weight_decay", None)
+        skip = set(no_weight_decay()) if callable(no_weight_decay) else set()
         no_decay = [p for n, p in params if p.ndim <= 1 or n in skip]
         decay = [p for n, p in params if not (p.ndim <= 1 or n in skip)]
         return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
+    @override
     def configure_optimizers(self) -> Any:
         spec = self.hparams.optimizer or DEFAULT_OPTIMIZER
         optimizer = import_class(spec["class_path"])(self.parameter_groups(), **spec.get("init_args", {}))
@@ -121,18 +211,34 @@ class ZooTask(L.LightningModule):
             config["monitor"] = "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": config}
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        checkpoint["zoo"] = {
-            "model_id": self.model_id,
-            "task": f"{type(self).__module__}.{type(self).__qualname__}",
+    # --- checkpoints ------------------------------------------------------------------------------------------
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """What this task adds to a checkpoint beyond the model record (class names, thresholds, scalers)."""
+        return {}
+
+    def load_checkpoint_extras(self, extras: dict[str, Any]) -> None:
+        """Take back what :meth:`checkpoint_extras` stored."""
+
+    def checkpoint_record(self) -> dict[str, Any]:
+        """``checkpoint["zoo"]``: the model record (id + constructor arguments, all the hub reads), where its
+        weights sit in the state dict, the task kind, the data module class and the task's extras."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return {
+            "model": dict(self.model.zoo_config),
+            "weights_prefix": "ema.module." if self.ema is not None else "model.",
+            "task": self.task_kind,
             "datamodule": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}" if datamodule else None,
+            "extras": self.checkpoint_extras(),
         }
-        if getattr(self, "class_names", None) is not None:
-            checkpoint["zoo"]["class_names"] = self.class_names
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["zoo"] = self.checkpoint_record()
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.load_checkpoint_extras(checkpoint.get("zoo", {}).get("extras") or {})
 
     def export_pretrained(self, checkpoint_path: str, folder: Path) -> Path:
         """Write the weights of a checkpoint of this task as a ``zoo.save_pretrained`` folder."""
-        model = create_model(self.model_id, pretrained=checkpoint_path,
-                             **(self.hparams.model_kwargs or {}))
-        return save_pretrained(model, folder)
+        return save_pretrained(create_model(self.model_id, pretrained=checkpoint_path), folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,10 +11,12 @@ from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from typing_extensions import override
 
 from zoo.explain import default_target_layer, explanation_figure, grad_cam, unnormalise
-from zoo.tasks.base import ZooTask
+from zoo.tasks.base import ZooTask, write_csv
 from zoo.tasks.plots import confusion_matrix_figure
+from zoo.tasks.registry import register_task
 from zoo.tracking import mlflow_logger
 
 
@@ -31,10 +34,12 @@ def classification_metrics(num_classes: int, prefix: str, top5: bool = True) -> 
     return MetricCollection(metrics, prefix=prefix, compute_groups=False)
 
 
+@register_task("image_classification")
 class ClassificationTask(ZooTask):
     """Cross-entropy classification with accuracy, top-5 accuracy and macro F1, and a confusion matrix plot.
 
     Args:
+        num_classes: head size (linked from the data module).
         class_names: names of the classes in label order (linked from the data module), for plots and predictions.
         label_smoothing: cross-entropy label smoothing (folded into the mixed targets when mixing).
         mixup_alpha / cutmix_alpha: Beta(alpha, alpha) of Mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019)
@@ -43,9 +48,9 @@ class ClassificationTask(ZooTask):
         mix_prob: probability that a training batch is mixed at all. Mixing needs an even batch size.
         explain_images: at the end of training, log Grad-CAM overlays of this many validation images to MLflow
             (for models whose card names a Grad-CAM layer; 0 turns it off).
-        (The other arguments are those of ``zoo.tasks.base.ZooTask``.)
+        **kwargs: the arguments of ``zoo.tasks.base.ZooTask`` (pretrained, model_kwargs, optimizer, ...).
 
-    Batches are ``(images (B, C, H, W), labels (B,))``; prediction batches may omit the labels.
+    Batches are ``(inputs (B, ...), labels (B,))``; prediction batches may omit the labels.
     """
 
     monitor = "val/acc"
@@ -53,14 +58,11 @@ class ClassificationTask(ZooTask):
     data_links = (("num_classes", "num_classes"), ("class_names", "class_names"))
 
     def __init__(self, model: str, num_classes: int | None = None, class_names: list[str] | None = None,
-                 pretrained: str | None = None, model_kwargs: dict[str, Any] | None = None,
                  label_smoothing: float = 0.0, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
-                 mix_prob: float = 1.0, mix_switch_prob: float = 0.5, optimizer: dict | None = None,
-                 lr_scheduler: dict | None = None, decay_norm_and_bias: bool = True,
-                 ema_decay: float | None = None, explain_images: int = 4):
-        super().__init__(model, num_classes, pretrained, model_kwargs, optimizer, lr_scheduler, decay_norm_and_bias,
-                         ema_decay)
+                 mix_prob: float = 1.0, mix_switch_prob: float = 0.5, explain_images: int = 4, **kwargs: Any):
+        super().__init__(model, **kwargs)
         self.save_hyperparameters()
+        self.build_model(num_classes=num_classes)
         self.num_classes = self.model.zoo_config["num_classes"]
         self.class_names = class_names or [str(i) for i in range(self.num_classes)]
         if len(self.class_names) != self.num_classes:
@@ -79,48 +81,41 @@ class ClassificationTask(ZooTask):
         self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
         self._val_confusion_matrix = None
 
+    @override
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> logits (B, num_classes)."""
         return self.eval_model(images) if not self.training else self.model(images)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images, labels = batch
-        if self.mixup is not None:
-            return self._mixed_training_step(images, labels)
-        logits = self.model(images)
-        loss = self.criterion(logits, labels)
-        self.check_finite(loss)
-        self.train_metrics(logits, labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_metrics, on_step=False, on_epoch=True)
-        return loss
+    @override
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        inputs, labels = batch[0], batch[1]
+        if stage == "train":
+            if self.mixup is not None:
+                return self._mixed_loss(inputs, labels)
+            logits = self.model(inputs)
+            self.train_metrics(logits, labels)
+            self.log("train/acc", self.train_metrics, on_step=False, on_epoch=True)
+            return self.criterion(logits, labels)
+        logits = self.eval_model(inputs)
+        metrics, confusion = (self.val_metrics, self.val_confusion) if stage == "val" else \
+            (self.test_metrics, self.test_confusion)
+        metrics.update(logits, labels)
+        confusion.update(logits, labels)
+        return self.criterion(logits, labels)
 
-    def _mixed_training_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _mixed_loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mixup/CutMix: soft targets (B, num_classes), soft-target cross-entropy; no training accuracy (the
         mixed images have no single true class)."""
         if len(images) % 2:
             raise ValueError(f"Mixup/CutMix pair the images of a batch, so the batch size must be even; got a "
                              f"batch of {len(images)}. Use an even --data.batch_size.")
         images, targets = self.mixup(images, labels)
-        loss = self.mixed_criterion(self.model(images), targets)
-        self.check_finite(loss)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        return loss
+        return self.mixed_criterion(self.model(images), targets)
 
-    def _evaluate(self, batch, metrics: MetricCollection, confusion: MulticlassConfusionMatrix, stage: str) -> None:
-        images, labels = batch
-        logits = self.eval_model(images)
-        self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True)
-        metrics.update(logits, labels)
-        confusion.update(logits, labels)
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics, self.val_confusion, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, self.test_confusion, "test")
-
-    def _end_of_evaluation(self, metrics: MetricCollection, confusion: MulticlassConfusionMatrix, stage: str):
+    @override
+    def end_of_epoch(self, stage: str) -> None:
+        metrics, confusion = (self.val_metrics, self.val_confusion) if stage == "val" else \
+            (self.test_metrics, self.test_confusion)
         values = metrics.compute()
         accuracy = values.pop(f"{stage}/acc")
         self.log(f"{stage}/acc", accuracy, prog_bar=True, sync_dist=True)
@@ -134,10 +129,10 @@ class ClassificationTask(ZooTask):
             self._log_confusion_matrix(matrix, stage)
 
     def _log_confusion_matrix(self, matrix, stage: str) -> None:
-        if not self.trainer.sanity_checking:
-            self.log_figure(lambda: confusion_matrix_figure(matrix, self.class_names, f"{stage} confusion matrix"),
-                            f"plots/{stage}_confusion_matrix.png")
+        self.log_figure(lambda: confusion_matrix_figure(matrix, self.class_names, f"{stage} confusion matrix"),
+                        f"plots/{stage}_confusion_matrix.png")
 
+    @override
     def on_fit_end(self) -> None:
         """Log the last validation confusion matrix and Grad-CAM overlays of a few validation images."""
         if self._val_confusion_matrix is not None:
@@ -145,12 +140,14 @@ class ClassificationTask(ZooTask):
         count = self.hparams.explain_images
         if mlflow_logger(self.trainer) is None or not count or not self.trainer.is_global_zero:
             return
-        try:
-            layer = default_target_layer(self.model)
-        except ValueError:
-            return
         datamodule = self.trainer.datamodule
         images, labels = next(iter(datamodule.val_dataloader()))[:2]
+        if images.ndim != 4:
+            return
+        try:
+            layer = default_target_layer(self.model, images.shape[-2:])
+        except ValueError:
+            return
         images, labels = images[:count].to(self.device), labels[:count]
         heat, logits = grad_cam(self.eval_model, images, target_layer=layer)
         probabilities = logits.softmax(-1).max(-1)
@@ -161,12 +158,7 @@ class ClassificationTask(ZooTask):
         self.log_figure(lambda: explanation_figure(unnormalise(images, mean, std), heat.cpu().numpy(), titles),
                         "plots/gradcam_val.png")
 
-    def on_validation_epoch_end(self) -> None:
-        self._end_of_evaluation(self.val_metrics, self.val_confusion, "val")
-
-    def on_test_epoch_end(self) -> None:
-        self._end_of_evaluation(self.test_metrics, self.test_confusion, "test")
-
+    @override
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         """Class probabilities and the top classes (up to 5) of each example."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -188,3 +180,16 @@ class ClassificationTask(ZooTask):
                 "top5": ";".join(f"{self.class_names[i]}:{s:.4f}" for i, s in zip(top, score, strict=True)),
             })
         return rows
+
+    @override
+    def write_predictions(self, predictions: list[dict[str, torch.Tensor]], datamodule: Any, output: Path) -> str:
+        return write_csv(self.prediction_rows(predictions, datamodule), output)
+
+    @override
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {"class_names": list(self.class_names)}
+
+    @override
+    def load_checkpoint_extras(self, extras: dict[str, Any]) -> None:
+        if extras.get("class_names"):
+            self.class_names = list(extras["class_names"])

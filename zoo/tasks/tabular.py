@@ -1,6 +1,6 @@
 """Tabular regression and classification (binary, multiclass) for the ``tabular/*`` models, TabR included.
 
-The task takes the table's shape and target scaling from the data module (``data.tabular.TabularData``), builds
+The task takes the table's shape and target scaling from the data module (``zoo.data.tabular.TabularData``), builds
 the model for it, and for retrieval models (TabR) hands the model its candidates: the data module's whole
 preprocessed training table (on every rank under DDP, whatever part of the table the rank's loader sees). The
 candidates go into checkpoints, so a checkpoint alone predicts new rows.
@@ -12,6 +12,7 @@ Early stopping on the monitored validation metric with the paper's patience (16 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,10 +23,11 @@ from torch import Tensor
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 from torchmetrics.classification import BinaryAUROC, MulticlassConfusionMatrix
 
-from tabular.tabr import Candidates
-from zoo.tasks.base import ZooTask
+from zoo.blocks.retrieval import Candidates
+from zoo.tasks.base import ZooTask, write_csv
 from zoo.tasks.classification import classification_metrics
 from zoo.tasks.plots import confusion_matrix_figure, predicted_vs_true_figure
+from zoo.tasks.registry import register_task
 
 CANDIDATES_KEY = "tabular_candidates"
 MAX_PROBABILITY_COLUMNS = 20
@@ -38,6 +40,7 @@ def _metrics(kind: str, num_classes: int, prefix: str) -> MetricCollection:
     return classification_metrics(num_classes, prefix, top5=False)
 
 
+@register_task("tabular")
 class TabularTask(ZooTask):
     """Regression (MSE on the standardised target), binary (BCE on one logit) or multiclass (cross-entropy).
 
@@ -51,9 +54,9 @@ class TabularTask(ZooTask):
         patience: epochs without a better validation score before stopping (16 in the paper); None: never stop.
         freeze_contexts_after_epochs: TabR's "context freeze": from this epoch on, each training object keeps the
             contexts it had then, and a step encodes only those candidates (much faster on large tables).
-        (The other arguments are those of ``zoo.tasks.base.ZooTask``.)
+        **kwargs: the arguments of ``zoo.tasks.base.ZooTask`` (pretrained, model_kwargs, optimizer, ...).
 
-    Batches are the dicts of ``data.tabular``: ``x_num``, ``x_bin``, ``x_cat``, ``y``, ``index``.
+    Batches are the dicts of ``zoo.data.tabular``: ``x_num``, ``x_bin``, ``x_cat``, ``y``, ``index``.
     """
 
     data_links = (("num_classes", "num_classes"), ("feature_shapes", "feature_shapes"),
@@ -61,13 +64,11 @@ class TabularTask(ZooTask):
 
     def __init__(self, model: str, num_classes: int | None = None, feature_shapes: dict[str, Any] | None = None,
                  class_names: list[str] | None = None, target_scaling: list[float] | None = None,
-                 pretrained: str | None = None, model_kwargs: dict[str, Any] | None = None,
-                 optimizer: dict | None = None, lr_scheduler: dict | None = None, decay_norm_and_bias: bool = False,
-                 ema_decay: float | None = None, patience: int | None = 16,
-                 freeze_contexts_after_epochs: int | None = None):
-        super().__init__(model, num_classes, pretrained, {**(feature_shapes or {}), **(model_kwargs or {})},
-                         optimizer, lr_scheduler, decay_norm_and_bias, ema_decay)
+                 decay_norm_and_bias: bool = False, patience: int | None = 16,
+                 freeze_contexts_after_epochs: int | None = None, **kwargs: Any):
+        super().__init__(model, decay_norm_and_bias=decay_norm_and_bias, **kwargs)
         self.save_hyperparameters()
+        self.build_model(num_classes=num_classes, **{**(feature_shapes or {}), **(kwargs.get("model_kwargs") or {})})
         self.num_classes = self.model.zoo_config["num_classes"]
         self.kind = "regression" if self.num_classes == 1 else "binclass" if self.num_classes == 2 else "multiclass"
         self.class_names = class_names or ([str(i) for i in range(self.num_classes)] if self.num_classes > 1 else [])
@@ -284,6 +285,12 @@ class TabularTask(ZooTask):
                 row.update({f"p_{name}": f"{q:.6f}" for name, q in zip(self.class_names, p, strict=True)})
             rows.append(row)
         return rows
+
+    def write_predictions(self, predictions: list[dict[str, Tensor]], datamodule: Any, output: Path) -> str:
+        return write_csv(self.prediction_rows(predictions, datamodule), output)
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {"class_names": list(self.class_names)}
 
     # --- training setup and checkpoints ---------------------------------------------------------------------------
     def configure_callbacks(self) -> list:
