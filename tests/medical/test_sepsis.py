@@ -102,3 +102,18 @@ def test_reset_classifier_and_no_weight_decay():
     model.reset_classifier(3)
     assert model(torch.randn(1, 4, 20)).shape == (1, 4, 3)
     assert model.no_weight_decay() and all(n.endswith("bias") for n in model.no_weight_decay())
+
+
+def test_gru_baseline_count_keys_and_causality():
+    from zoo.medical.sepsis_gru import SepsisGRU
+
+    model = zoo.create_model("medical/sepsis_gru")
+    assert sum(p.numel() for p in model.parameters()) == 50_369
+    assert {"model.weight_ih_l0", "model.weight_hh_l0", "linear.weight"} <= set(model.state_dict())
+    small = SepsisGRU(in_features=20, d_model=16).eval()
+    x = torch.randn(2, 10, 20)
+    changed = x.clone()
+    changed[:, 6:] += 3
+    torch.testing.assert_close(small(changed, torch.tensor([10, 8]))[:, :6], small(x, torch.tensor([10, 8]))[:, :6])
+    with pytest.raises(InputShapeError, match=r"\(batch, hours, 20\)"):
+        small(torch.randn(2, 5, 19))
