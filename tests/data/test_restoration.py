@@ -1,0 +1,138 @@
+"""Paired restoration data: RESIDE and generic folder layouts, paired augmentation, the physical haze default and
+the errors for bad data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from zoo.data.restoration import (
+    DehazingData,
+    PairedImages,
+    find_pairs,
+    synthesise_haze,
+    write_synthetic_haze,
+)
+
+from zoo.errors import DataError
+
+
+def _png(path, h=16, w=16, value=None, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    array = rng.integers(0, 256, (h, w, 3), dtype=np.uint8) if value is None else np.full((h, w, 3), value, np.uint8)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def test_reside_names_pair_by_the_prefix_and_generic_names_by_the_stem(tmp_path):
+    its = tmp_path / "ITS"
+    for name in ("1_1_0.84.png", "1_2_1.2.png", "12_1_0.6.png"):
+        _png(its / "hazy" / name)
+    _png(its / "clear" / "1.png")
+    _png(its / "clear" / "12.jpg")  # OTS ships clear JPEGs
+    pairs = find_pairs(its)
+    assert [(h.name, c.name) for h, c in pairs] == [("12_1_0.6.png", "12.jpg"), ("1_1_0.84.png", "1.png"),
+                                                    ("1_2_1.2.png", "1.png")]
+    generic = tmp_path / "mine"
+    _png(generic / "hazy" / "street_view.jpg")
+    _png(generic / "gt" / "street_view.png")
+    assert [(h.name, c.name) for h, c in find_pairs(generic)] == [("street_view.jpg", "street_view.png")]
+
+
+def test_missing_partner_names_both_paths(tmp_path):
+    _png(tmp_path / "hazy" / "7_1_0.8.png")
+    _png(tmp_path / "clear" / "8.png")
+    with pytest.raises(DataError, match=r"7_1_0\.8\.png has no clear partner.*clear/7\.png"):
+        find_pairs(tmp_path)
+    with pytest.raises(DataError, match="no hazy folder"):
+        find_pairs(tmp_path / "clear")
+    with pytest.raises(DataError, match="does not exist"):
+        find_pairs(tmp_path / "nothing")
+
+
+def test_size_mismatch_unreadable_file_and_small_images_are_named(tmp_path):
+    _png(tmp_path / "hazy" / "1_1_0.8.png", 16, 16)
+    _png(tmp_path / "clear" / "1.png", 16, 20)
+    with pytest.raises(DataError, match=r"16x16 but its clear partner .*1\.png is 20x16"):
+        PairedImages(find_pairs(tmp_path))[0]
+    _png(tmp_path / "clear" / "1.png", 16, 16)
+    with pytest.raises(DataError, match=r"smaller than the 32x32 training crop"):
+        PairedImages(find_pairs(tmp_path), crop_size=32)[0]
+    (tmp_path / "hazy" / "1_1_0.8.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"cannot read image .*1_1_0\.8\.png"):
+        PairedImages(find_pairs(tmp_path))[0]
+
+
+def test_sots_indoor_border_of_the_ground_truth_is_cropped(tmp_path):
+    _png(tmp_path / "hazy" / "1400_1.png", 460, 620)
+    clear = np.zeros((480, 640, 3), np.uint8) + 255
+    clear[10:-10, 10:-10] = 7
+    (tmp_path / "clear").mkdir()
+    Image.fromarray(clear).save(tmp_path / "clear" / "1400.png")
+    hazy, gt = PairedImages(find_pairs(tmp_path))[0]
+    assert hazy.shape == gt.shape == (3, 460, 620) and torch.allclose(gt, torch.full_like(gt, 7 / 255))
+
+
+def test_crops_and_rotations_are_applied_to_both_images_alike(tmp_path):
+    rng = np.random.default_rng(0)
+    hazy = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    _png(tmp_path / "hazy" / "1_1_0.8.png")
+    _png(tmp_path / "clear" / "1.png")
+    Image.fromarray(hazy).save(tmp_path / "hazy" / "1_1_0.8.png")
+    Image.fromarray(255 - hazy).save(tmp_path / "clear" / "1.png")
+    data = PairedImages(find_pairs(tmp_path), crop_size=16, rotate=True, repeats=8)
+    assert len(data) == 8
+    corners = set()
+    for i in range(8):
+        h, c = data[i]
+        assert h.shape == c.shape == (3, 16, 16)
+        torch.testing.assert_close(c, 1 - h, atol=1e-6, rtol=0)  # the same crop and rotation on both
+        corners.add(float(h[0, 0, 0]))
+    assert len(corners) > 1  # the crops differ
+
+
+def test_physical_haze_model():
+    clear = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    depth = np.full((8, 8), 0.5, np.float32)
+    hazy = synthesise_haze(clear, depth, beta=1.2, airlight=0.9)
+    t = np.exp(-0.6)
+    np.testing.assert_allclose(hazy, clear * t + 0.9 * (1 - t), rtol=1e-6)
+
+
+def test_offline_default_is_written_once_in_reside_layout_from_real_photos(tmp_path):
+    folder = write_synthetic_haze(tmp_path / "haze")
+    assert "SIMULATED" in (folder / "README.txt").read_text()
+    stamp = (folder / "VERSION").stat().st_mtime_ns
+    assert write_synthetic_haze(tmp_path / "haze") == folder and (folder / "VERSION").stat().st_mtime_ns == stamp
+    clear_ids = {}
+    for part in ("train", "val", "test"):
+        pairs = find_pairs(folder / part)
+        assert pairs
+        for hazy, _clear in pairs:
+            _, airlight, beta = hazy.stem.split("_")
+            assert 0.7 <= float(airlight) <= 1.0 and 0.6 <= float(beta) <= 1.8
+        clear_ids[part] = {np.asarray(Image.open(c)).tobytes() for _, c in pairs}
+    assert not clear_ids["train"] & clear_ids["test"] and not clear_ids["train"] & clear_ids["val"]
+    data = DehazingData(crop_size=32, batch_size=4, num_workers=0)
+    assert "SIMULATED" in data.describe()
+    data.setup("fit")
+    hazy, clear = next(iter(data.train_dataloader()))
+    assert hazy.shape == clear.shape == (4, 3, 32, 32) and hazy.dtype == torch.float32
+    assert float(hazy.min()) >= 0.0 and float(hazy.max()) <= 1.0
+
+
+def test_user_folders_split_by_clear_image_and_bad_options(tmp_path):
+    for i in range(1, 11):
+        _png(tmp_path / "clear" / f"{i}.png", seed=i)
+        for k in (1, 2):
+            _png(tmp_path / "hazy" / f"{i}_{k}_0.8.png", seed=10 * i + k)
+    data = DehazingData(root=str(tmp_path), val_fraction=0.2, crop_size=8, num_workers=0)
+    data.setup("fit")
+    assert len(data.train_pairs) == 16 and len(data.val_pairs) == 4 and data.test_pairs == data.val_pairs
+    assert not {c for _, c in data.train_pairs} & {c for _, c in data.val_pairs}
+    with pytest.raises(DataError, match="multiple of 4"):
+        DehazingData(crop_size=30)
+    with pytest.raises(DataError, match="predict_path"):
+        DehazingData(num_workers=0).setup("predict")
