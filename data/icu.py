@@ -267,9 +267,9 @@ def fit_normaliser(features: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarr
 # name: (population mean, between-patient sd, hourly noise sd, AR(1) coefficient, measurements per hour,
 #        change at full sepsis, low, high)
 _SIM = {
-    "HR": (84, 12, 4, 0.8, 0.92, 10, 30, 220), "O2Sat": (97, 1.5, 1.0, 0.7, 0.90, -2.5, 60, 100),
-    "Temp": (36.9, 0.35, 0.2, 0.8, 0.30, 0.6, 32, 42), "SBP": (122, 15, 6, 0.8, 0.85, -13, 50, 240),
-    "MAP": (82, 10, 4, 0.8, 0.88, -9, 30, 160), "DBP": (63, 8, 4, 0.8, 0.85, -9, 20, 130),
+    "HR": (84, 12, 4, 0.8, 0.92, 7, 30, 220), "O2Sat": (97, 1.5, 1.0, 0.7, 0.90, -2.5, 60, 100),
+    "Temp": (36.9, 0.35, 0.2, 0.8, 0.30, 0.6, 32, 42), "SBP": (122, 15, 6, 0.8, 0.85, -9, 50, 240),
+    "MAP": (82, 10, 4, 0.8, 0.88, -6, 30, 160), "DBP": (63, 8, 4, 0.8, 0.85, -9, 20, 130),
     "Resp": (18, 3, 2, 0.7, 0.88, 3, 4, 60), "EtCO2": (33, 4, 2, 0.8, 0.05, -3, 10, 70),
     "BaseExcess": (0, 2.5, 1, 0.9, 0.06, -4, -25, 20), "HCO3": (24, 2.5, 1, 0.9, 0.07, -4, 8, 45),
     "FiO2": (0.45, 0.1, 0.05, 0.9, 0.10, 0.1, 0.21, 1.0), "pH": (7.39, 0.04, 0.02, 0.9, 0.08, -0.07, 6.9, 7.7),
@@ -300,7 +300,7 @@ def simulate_patient(rng: np.random.Generator, septic: bool) -> np.ndarray:
     t = np.arange(hours)
     drift = np.zeros(hours)
     if septic:
-        severity = rng.uniform(0.5, 1.5)
+        severity = rng.uniform(0.3, 1.3)
         drift = severity * np.clip((t - (onset - 12)) / 12, 0, 1.25)
     stress = np.zeros(hours)
     if rng.random() < 0.6:               # a transient non-infectious stress response
@@ -317,7 +317,7 @@ def simulate_patient(rng: np.random.Generator, septic: bool) -> np.ndarray:
         series = level + eps + delta * drift + _STRESS.get(name, 0.0) * stress
         probability = np.full(hours, rate)
         if septic and name in _LABS_ORDERED_MORE:
-            probability = np.minimum(1.0, rate * (1 + 3 * np.clip(drift, 0, 1)))
+            probability = np.minimum(1.0, rate * (1 + 1.5 * np.clip(drift, 0, 1)))
         measured = rng.random(hours) < probability
         rows[measured, COL[name]] = np.clip(series[measured], low, high)
     rows[:, COL["Age"]] = round(float(rng.uniform(18, 90)), 2)
