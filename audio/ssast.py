@@ -487,7 +487,7 @@ def _register(size: str, variant: str, pretraining: bool) -> None:
         )
 
     def factory(num_classes: int = 527, **kwargs: Any) -> SSAST:
-        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fixed and k not in ("fstride", "tstride")}
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fixed and k not in ("fstride", "tstride", "depth")}
         if overrides:
             raise ValueError(f"{model_id} fixes {', '.join(overrides)}; pick another SSAST id")
         args = {**fixed, **kwargs}

@@ -107,7 +107,7 @@ class MaskedPretrainingTask(ZooTask):
         self.save_hyperparameters()
         self.build_model()
         for name in ("sample_mask", "patch_targets", "forward_pretext"):
-            if not callable(getattr(self.model, name, None)):
+            if not callable(getattr(self.model, name, None)) or getattr(self.model, "pretraining", True) is False:
                 raise TypeError(f"{model} cannot be pretrained by masking: it has no {name}() (masked pretraining "
                                 "needs a *_pretrain model id)")
         patches = self.model.num_patches
