@@ -1,0 +1,48 @@
+"""SSAST through `zoo train`: masked pretraining on the spoken words (labels ignored), then fine-tuning from that
+run's encoder artifact; and the quick start's accuracy."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+SHORT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+         "--trainer.limit_test_batches", "2"]
+
+
+def zoo_train(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", "from zoo.cli import main; raise SystemExit(main())", "train", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=3600)
+
+
+def runs(cwd: Path):
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("zoo").experiment_id
+    return client, client.search_runs([experiment], order_by=["attributes.start_time ASC"])
+
+
+@pytest.mark.slow  # about 3 minutes on 2 CPU cores (seen passing by hand with these flags)
+def test_pretraining_run_chains_into_fine_tuning(tmp_path):
+    result = zoo_train(tmp_path, "audio/ssast_tiny_patch_pretrain", *SHORT,
+                       "--model.model_kwargs", '{"input_tdim": 128, "depth": 2}')
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, (pretraining,) = runs(tmp_path)
+    assert "val/masked_acc" in pretraining.data.metrics
+    encoder = f"runs:/{pretraining.info.run_id}/pretrained/model.safetensors"
+    result = zoo_train(tmp_path, "audio/ssast_tiny_patch", *SHORT, "--model.pretrained", encoder,
+                       "--model.model_kwargs", '{"input_tdim": 128, "depth": 2, "fstride": 16, "tstride": 16}')
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, (_, fine_tuning) = runs(tmp_path)
+    assert "test/acc" in fine_tuning.data.metrics
+    plots = {a.path for a in client.list_artifacts(fine_tuning.info.run_id, "plots")}
+    assert "plots/test_confusion_matrix.png" in plots
+
+
+@pytest.mark.slow  # the full quick start; its accuracy has not been measured yet (see the issue notes)
+def test_quickstart_spoken_words_far_above_chance(tmp_path):
+    result = zoo_train(tmp_path, "audio/ssast_tiny_patch")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, (run,) = runs(tmp_path)
+    assert run.data.metrics["test/acc"] >= 0.5, run.data.metrics  # chance: 0.1
