@@ -468,7 +468,8 @@ def _register(size: str, variant: str, pretraining: bool) -> None:
                    f"{'cluster' if variant == 'patch' else 'random'} masking of 400; joint loss InfoNCE + 10 MSE "
                    "from two forward passes. The parameter count is the official state dict's without timm's unused "
                    "v.head/v.head_dist and the two p_input_* scalars (buffers here). Fine-tune with "
-                   f"`zoo train audio/ssast_{size}_{variant} --model.pretrained <this run's checkpoint>`. "
+                   f"`zoo train audio/ssast_{size}_{variant} --model.pretrained "
+                   "runs:/<this run id>/pretrained/model.safetensors` (the encoder this task logs). "
                    + NOTES_COMMON),
         )
     else:
