@@ -112,7 +112,7 @@ _BTC_CHECKPOINTS = (
                 venue="IEEE Transactions on Signal Processing 2019", code_url="https://github.com/zcakhaa/DeepLOB-Deep-"
                 "Convolutional-Neural-Networks-for-Limit-Order-Books"),
     license="MIT (the TLOB repository's re-implementation, whose layout is followed)", num_params=143_907,
-    macs=0, input_shape=(100, 40), output=Classes(3),
+    macs=29_807_808, input_shape=(100, 40), output=Classes(3),
     recipes={"quickstart": "deeplob_quickstart.yaml", "paper": "deeplob_fi2010.yaml"},
     weights=tuple(
         WeightSet(name=f"official_btc_h{h}", num_classes=3, license="MIT", file_name=name, sha256=sha,

@@ -267,7 +267,7 @@ def _card(num_params: int, macs: int, input_shape: tuple[int, int], recipes: dic
 
 
 @register_model("finance/tlob", card=_card(
-    1_173_693, 148_783_104, (128, 46), {"quickstart": "tlob_quickstart.yaml", "paper": "tlob_lobster.yaml"},
+    1_173_693, 55_330_824, (128, 46), {"quickstart": "tlob_quickstart.yaml", "paper": "tlob_lobster.yaml"},
     "LOBSTER configuration: 40 order-book + 6 message features, hidden 46, window 128, 4 pairs, 1 head."),
     kwargs_from_checkpoint=tlob_kwargs_from_checkpoint)
 def tlob(num_classes: int = 3, **kwargs: Any) -> TLOB:
@@ -276,7 +276,7 @@ def tlob(num_classes: int = 3, **kwargs: Any) -> TLOB:
 
 
 @register_model("finance/tlob_fi2010", card=_card(
-    2_656_724, 368_640_000, (128, 144), {"paper": "tlob_fi2010.yaml"},
+    2_656_724, 285_827_544, (128, 144), {"paper": "tlob_fi2010.yaml"},
     "FI-2010 configuration of the paper: 144 features (40 order book + 104 hand-made), hidden 144, window 128.",
     _FI2010_WEIGHTS), kwargs_from_checkpoint=tlob_kwargs_from_checkpoint)
 def tlob_fi2010(num_classes: int = 3, **kwargs: Any) -> TLOB:
@@ -285,7 +285,7 @@ def tlob_fi2010(num_classes: int = 3, **kwargs: Any) -> TLOB:
 
 
 @register_model("finance/tlob_lob40", card=_card(
-    1_135_974, 137_625_600, (128, 40), {"paper": "tlob_fi2010_lob40.yaml"},
+    1_135_974, 46_310_640, (128, 40), {"paper": "tlob_fi2010_lob40.yaml"},
     "40 order-book features only (FI-2010 LOB columns as LOBCAST, the paper's BTC set-up), hidden 40."),
     kwargs_from_checkpoint=tlob_kwargs_from_checkpoint)
 def tlob_lob40(num_classes: int = 3, **kwargs: Any) -> TLOB:
@@ -294,7 +294,7 @@ def tlob_lob40(num_classes: int = 3, **kwargs: Any) -> TLOB:
 
 
 @register_model("finance/mlplob", card=_card(
-    3_074_003, 148_783_104, (384, 46), {"quickstart": "mlplob_quickstart.yaml", "paper": "mlplob_lobster.yaml"},
+    3_074_003, 128_706_006, (384, 46), {"quickstart": "mlplob_quickstart.yaml", "paper": "mlplob_lobster.yaml"},
     "LOBSTER configuration: 46 features, hidden 46, window 384, 3 pairs of mixing blocks."),
     kwargs_from_checkpoint=mlplob_kwargs_from_checkpoint)
 def mlplob(num_classes: int = 3, **kwargs: Any) -> MLPLOB:
@@ -303,7 +303,7 @@ def mlplob(num_classes: int = 3, **kwargs: Any) -> MLPLOB:
 
 
 @register_model("finance/mlplob_fi2010", card=_card(
-    6_327_908, 368_640_000, (384, 144), {"paper": "mlplob_fi2010.yaml"},
+    6_327_908, 511_465_266, (384, 144), {"paper": "mlplob_fi2010.yaml"},
     "FI-2010 configuration of the paper: 144 features, hidden 144, window 384, 3 pairs."),
     kwargs_from_checkpoint=mlplob_kwargs_from_checkpoint)
 def mlplob_fi2010(num_classes: int = 3, **kwargs: Any) -> MLPLOB:
