@@ -81,6 +81,6 @@ def test_ema_evaluates_and_exports_the_average(tmp_path):
     assert shift == pytest.approx(0.5, abs=1e-5)  # halfway with decay 0.5
     assert task.eval_model is task.ema.module
     torch.save({"pytorch-lightning_version": "2.6", "state_dict": task.state_dict(),
-                "hyper_parameters": dict(task.hparams)}, tmp_path / "ema.ckpt")
+                "hyper_parameters": dict(task.hparams), "zoo": task.checkpoint_record()}, tmp_path / "ema.ckpt")
     loaded = read_weights(tmp_path / "ema.ckpt")  # the hub takes the EMA weights the task evaluated
     torch.testing.assert_close(loaded.state_dict["fc.bias"], task.ema.module.fc.bias)

@@ -21,6 +21,7 @@ A task of a new kind subclasses :class:`ZooTask`, registers its kind and fills i
 
 from __future__ import annotations
 
+import copy
 import csv
 import importlib
 import inspect
@@ -95,10 +96,21 @@ class ZooTask(L.LightningModule):
         super().__init__()
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in (0, 1), got {ema_decay}")
+        self.save_hyperparameters()
         self.model_id = model
         self.model: nn.Module | None = None
         self.ema: ModelEmaV3 | None = None
         self.logged_model_uri: str | None = None
+
+    @override
+    def save_hyperparameters(self, *args: Any, frame: Any = None, **kwargs: Any) -> None:
+        """Lightning's, merged: a subclass that calls it with its own signature (``model, ..., **kwargs``) keeps
+        the base arguments it did not pass, with their defaults, which the base ``__init__`` saved first."""
+        earlier = dict(self._hparams) if hasattr(self, "_hparams") else {}
+        super().save_hyperparameters(*args, frame=frame or inspect.currentframe().f_back, **kwargs)
+        for key, value in earlier.items():
+            self._hparams.setdefault(key, value)
+            self._hparams_initial.setdefault(key, copy.deepcopy(value))
 
     def build_model(self, **arguments: Any) -> nn.Module:
         """Build ``self.model`` from the id, ``pretrained`` and ``model_kwargs`` (``arguments`` override them, e.g.
