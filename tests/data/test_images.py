@@ -77,13 +77,18 @@ def test_empty_and_missing_folders_are_named(make_digit_folder, tmp_path):
 
 def test_unreadable_image_is_named(make_digit_folder, tmp_path):
     root = make_digit_folder(tmp_path / "digits")
-    (root / "digit_1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    data = ImageClassificationData(root=str(root), test_fraction=0.3)
+    broken = root / "digit_1" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(DataError, match=r"cannot read image .*digit_1/broken.png.*skip_bad_files"):
+        ImageClassificationData(root=str(root), test_fraction=0.3).setup("fit")  # found before the first epoch
+    data = ImageClassificationData(root=str(root), test_fraction=0.3, skip_bad_files=True)
     data.setup("fit")
     datasets = [data.train_set, data.val_set, data.test_set]
-    dataset, index = next((d, d.paths.index(p)) for d in datasets for p in d.paths if p.name == "broken.png")
-    with pytest.raises(DataError, match=r"cannot read image .*digit_1/broken.png"):
-        dataset[index]
+    assert sum(len(d.paths) for d in datasets) == 36 and all(broken not in d.paths for d in datasets)
+    dataset = data.train_set  # a file that goes bad after the check is still named when it is read
+    dataset.paths[0].write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(DataError, match=r"cannot read image .*" + dataset.paths[0].name):
+        dataset[0]
 
 
 def test_predict_path_lists_images(make_digit_folder, tmp_path):
