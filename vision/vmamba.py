@@ -35,7 +35,8 @@ from timm.layers import DropPath, trunc_normal_
 from torch import nn
 from zoo.vision._common import check_image_batch
 
-from zoo.blocks.selective_scan import SS2D, ScanMethod
+from zoo.blocks.selective_scan import ScanMethod
+from zoo.blocks.ss2d import SS2D
 from zoo.errors import InputShapeError
 from zoo.hub import read_weights, register_safe_global
 from zoo.registry import ModelCard, Paper, WeightSet, register_model

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from zoo.blocks import selective_scan as ss
-from zoo.blocks.selective_scan import SS2D, cross_merge_2d, cross_scan_2d, selective_scan
+from zoo.blocks.selective_scan import selective_scan
+from zoo.blocks.ss2d import SS2D, cross_merge_2d, cross_scan_2d
 from zoo.errors import InputShapeError
 
 

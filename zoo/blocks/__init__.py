@@ -8,7 +8,8 @@ from zoo.blocks.channel_attention import ECA, SqueezeExcite, eca_kernel_size
 from zoo.blocks.halo_attention import HaloAttention
 from zoo.blocks.mamba import Mamba, MambaBlock, MambaState
 from zoo.blocks.retrieval import nearest_neighbors
-from zoo.blocks.selective_scan import SS2D, ScanMethod, cross_merge_2d, cross_scan_2d
+from zoo.blocks.selective_scan import ScanMethod
+from zoo.blocks.ss2d import SS2D, cross_merge_2d, cross_scan_2d
 
 __all__ = [
     "ECA",
