@@ -28,6 +28,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from zoo.vision._common import check_image_batch
 
 from zoo.blocks.detection import DFL, decode_levels, non_max_suppression
 from zoo.blocks.gelan import ELAN1, SPPELAN, AConv, ConvBNAct, RepConvN, RepNCSPELAN4
@@ -131,11 +132,20 @@ class YOLO9tr(nn.Module):
             self.psa = nn.ModuleList(PartialSelfAttention(w) for w in widths)  # P3, P4, P5
         self.head = DetectHead(widths, num_classes, self.strides, self.reg_max)
 
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise :class:`~zoo.errors.InputShapeError` unless ``x`` is a float (B, in_chans, H, W) batch with H and W
+        positive multiples of 32 (the ``ChecksInput`` protocol; runs before any arithmetic)."""
+        check_image_batch(x, self.in_chans)
+        height, width = x.shape[-2:]
+        if height % 32 or width % 32 or height == 0 or width == 0:
+            raise InputShapeError(f"expected an image batch of shape (B, {self.in_chans}, H, W) with H and W "
+                                  f"positive multiples of 32 (three stride-2 levels past P3; e.g. "
+                                  f"(B, {self.in_chans}, 640, 640)), got {tuple(x.shape)}; letterbox the images "
+                                  "to a multiple of 32 (zoo.data.detection does)")
+
     def forward_features(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         """(B, C, H, W) -> {"main": [P3, P4, P5] neck outputs, "aux": [P3, P4, P5] (training graph only)}."""
-        if x.ndim != 4 or x.shape[1] != self.in_chans or x.shape[2] % 32 or x.shape[3] % 32:
-            raise InputShapeError(f"expected an image batch of shape (B, {self.in_chans}, H, W) with H and W "
-                                  f"multiples of 32 (e.g. (B, {self.in_chans}, 640, 640)), got {tuple(x.shape)}")
+        self.check_input(x)
         p3 = self.stage3(self.down3(self.stem(x)))
         p4 = self.stage4(self.down4(p3))
         p5 = self.stage5(self.down5(p4))
