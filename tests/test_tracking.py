@@ -24,7 +24,7 @@ def test_run_holds_config_metrics_checkpoints_plots_and_tags(trained_run):
     client, run = trained_run.client, trained_run.run
     assert run.info.status == "FINISHED"
     params = run.data.params
-    assert params["model/init_args/model"] == "vision/eca_resnet18"
+    assert params["model/model"] == "vision/eca_resnet18"
     assert params["optimizer/class_path"] == "torch.optim.AdamW" and float(params["optimizer/init_args/lr"]) == 0.003
     assert params["data/init_args/root"].endswith("digits")
     assert params["trainer/log_every_n_steps"] == "2"  # from the user's --config file
