@@ -126,15 +126,21 @@ class DEANet(nn.Module):
             x = getattr(self, f"{prefix}{i}")(x)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) hazy in [0, 1] -> (B, 3, H, W) dehazed (not clamped); H, W multiples of 4."""
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise :class:`~zoo.errors.InputShapeError` unless ``x`` is a float (B, 3, H, W) batch with H and W
+        positive multiples of 4 (the ``ChecksInput`` protocol; runs before any arithmetic)."""
         check_image_batch(x, 3)
-        if x.shape[-2] % 4 or x.shape[-1] % 4:
+        height, width = x.shape[-2:]
+        if height % 4 or width % 4 or height == 0 or width == 0:
             raise InputShapeError(
-                f"DEA-Net needs height and width that are multiples of 4 (two stride-2 levels), got "
-                f"{tuple(x.shape[-2:])}; pad reflectively to the next multiple of 4 and crop the output back "
+                f"DEA-Net needs height and width that are positive multiples of 4 (two stride-2 levels), got "
+                f"{height}x{width}; pad reflectively to the next multiple of 4 and crop the output back "
                 "(the image_restoration task and `zoo predict` do this)"
             )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) hazy in [0, 1] -> (B, 3, H, W) dehazed (not clamped); H, W multiples of 4."""
+        self.check_input(x)
         n1, n2, n3 = self.depths
         x_down1 = self._run("down_level1_block", n1, self.down1(x))
         x_down2 = self.down2(x_down1)

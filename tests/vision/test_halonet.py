@@ -208,7 +208,7 @@ def test_tiny_halonet_learns_digits_with_the_quickstart_recipe():
     small = {"width_factor": 0.125, "self_attn_kwargs": {"block_size": 2, "halo_size": 1, "num_heads": 4}}
     task = ClassificationTask(
         model="vision/halonet26t", num_classes=10, model_kwargs=small,
-        label_smoothing=recipe["model"]["init_args"]["label_smoothing"],
+        label_smoothing=recipe["model"]["label_smoothing"],
         optimizer=recipe["optimizer"], lr_scheduler=recipe["lr_scheduler"],
     )
     assert task.model.input_multiple == 64

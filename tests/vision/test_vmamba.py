@@ -242,7 +242,7 @@ def test_tiny_model_learns_digits_with_the_quickstart_recipe(model_id):
     L.seed_everything(0)
     task = ClassificationTask(
         model=model_id, num_classes=10, model_kwargs={**TINY, "d_state": 4, "drop_path_rate": 0.0},
-        label_smoothing=recipe["model"]["init_args"]["label_smoothing"],
+        label_smoothing=recipe["model"]["label_smoothing"],
         optimizer=recipe["optimizer"], lr_scheduler=recipe["lr_scheduler"],
     )
     data = ImageClassificationData(**recipe["data"]["init_args"])
