@@ -32,7 +32,8 @@ from zoo.data.splits import Split, random_split
 
 from zoo.errors import DataError
 
-LIFELINES_COHORTS = {"gbsg2": ("load_gbsg2", "time", "cens", "days"), "rossi": ("load_rossi", "week", "arrest", "weeks")}
+LIFELINES_COHORTS = {"gbsg2": ("load_gbsg2", "time", "cens", "days"),
+                     "rossi": ("load_rossi", "week", "arrest", "weeks")}
 CLINICAL_COLUMNS = ("Grade", "Age", "LN_Status", "Tumor_Size")
 EXTRACTORS = ("dino33m", "dino2m", "mocov3")
 FEATURE_WIDTH = 384
@@ -45,18 +46,22 @@ def _read_table(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
 
 
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value.item() if hasattr(value, "item") else value)
+
+
 def check_survival(time: pd.Series, event: pd.Series, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Times must be present and >= 0, events 0 or 1; the first bad row is named (1-based data row)."""
     t = pd.to_numeric(time, errors="coerce")
     bad = t.isna() | (t < 0)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{source}: row {row + 1}: time {time.iloc[row]!r} is missing or negative")
+        raise DataError(f"{source}: row {row + 1}: time {_shown(time.iloc[row])} is missing or negative")
     e = pd.to_numeric(event, errors="coerce")
     bad = ~e.isin([0, 1])
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{source}: row {row + 1}: event {event.iloc[row]!r} is not 0 or 1")
+        raise DataError(f"{source}: row {row + 1}: event {_shown(event.iloc[row])} is not 0 or 1")
     return t.to_numpy(np.float32), e.to_numpy(np.float32)
 
 
@@ -165,7 +170,7 @@ class SurvivalTableData(_SurvivalBase):
         if path is None:
             if dataset not in LIFELINES_COHORTS:
                 raise DataError(f"--data.dataset must be one of {', '.join(LIFELINES_COHORTS)}, got {dataset!r}")
-            loader, t_col, e_col, unit = LIFELINES_COHORTS[dataset]
+            _, t_col, e_col, unit = LIFELINES_COHORTS[dataset]
             path = str(self.write_cohort(dataset))
             time_column, event_column = time_column or t_col, event_column or e_col
             self.source = f"lifelines {dataset} (real cohort, time in {unit})"
@@ -333,7 +338,7 @@ class MultimodalSurvivalData(_SurvivalBase):
             "REAL: survival (GBSG2 time/cens, lifelines.datasets.load_gbsg2; OS_MONTHS = days / 30.4375) and the 4\n"
             "clinical variables binarised from GBSG2 (Grade = tgrade III, Age > 50, LN_Status_new = pnodes > 0,\n"
             "Tumor_Size_new = tsize > 20 mm).\n"
-            f"SIMULATED: gene_expression.csv ({n_genes} log-normal genes, a fifth loaded on the real log progesterone/\n"
-            f"oestrogen receptor values) and features/<extractor>/<id>.pt ({patches} patches x 384 per extractor,\n"
-            "Gaussian noise plus a weak receptor signal). No real slides or RNA ship offline.\n")
+            f"SIMULATED: gene_expression.csv ({n_genes} log-normal genes, a fifth loaded on the real log\n"
+            f"progesterone/oestrogen receptor values) and features/<extractor>/<id>.pt ({patches} patches x 384 per\n"
+            "extractor, Gaussian noise plus a weak receptor signal). No real slides or RNA ship offline.\n")
         return folder
