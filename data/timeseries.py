@@ -144,7 +144,7 @@ def read_table(path: str | Path, time_column: str | None = "auto", id_column: st
     times = (_parse_times(frame[time_column], path, time_column, line_of) if time_column
              else np.arange(len(frame)))
     columns = [c for c in frame.columns if c not in (time_column, id_column)]
-    ids = frame[id_column].astype(str).to_numpy() if id_column else np.zeros(len(frame), dtype=str)
+    ids = frame[id_column].astype(str).to_numpy() if id_column else np.full(len(frame), path.stem)  # one series
     if sort:
         order = np.lexsort((times, ids))
         frame, times, ids, line_of = frame.iloc[order], times[order], ids[order], line_of[order]

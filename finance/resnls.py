@@ -101,7 +101,8 @@ _DIFFERENCES = (
 
 @register_model("finance/resnls", card=ModelCard(
     task="forecasting", paper=_PAPER, license="MIT", num_params=32_711, input_shape=(5, 1),
-    output=Horizons(horizons=(1,), targets=1), recipes={"quickstart": "resnls_quickstart.yaml"},
+    output=Horizons(horizons=(1,), targets=1), recipes={"quickstart": "resnls_quickstart.yaml",
+                                                        "change": ("resnls_quickstart.yaml", "resnls_change.yaml")},
     notes=_DIFFERENCES,
 ))
 def resnls(window: int = 5, variables: int = 1, horizon: int = 1, targets: int = 1, **kwargs) -> ResNLS:
@@ -112,7 +113,8 @@ def resnls(window: int = 5, variables: int = 1, horizon: int = 1, targets: int =
 
 @register_model("finance/resnls_lstm", card=ModelCard(
     task="forecasting", paper=_PAPER, license="MIT", num_params=18_241, input_shape=(5, 1),
-    output=Horizons(horizons=(1,), targets=1), recipes={"quickstart": "resnls_quickstart.yaml"},
+    output=Horizons(horizons=(1,), targets=1), recipes={"quickstart": "resnls_quickstart.yaml",
+                                                        "change": ("resnls_quickstart.yaml", "resnls_change.yaml")},
     notes="The LSTM-only ablation of ResNLS (no CNN branch, no w): LSTM(5 -> 64) -> Linear(64 -> 1). It is what the "
           "released ResNLS script effectively trains, since its CNN branch receives no gradient.",
 ))

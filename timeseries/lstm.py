@@ -41,7 +41,7 @@ class LSTMForecaster(nn.Module):
 @register_model("timeseries/lstm", card=ModelCard(
     task="forecasting", license="BSD-3-Clause (torch.nn.LSTM)",
     paper=Paper("Long Short-Term Memory", venue="Neural Computation 1997"),
-    num_params=50_497, input_shape=(48, 1), output=Horizons(horizons=(1,), targets=1),
+    num_params=50_497, input_shape=(52, 1), output=Horizons(horizons=(1,), targets=1),
     recipes={"quickstart": "lstm_co2.yaml"},
     notes="A baseline: two LSTM layers of 64 units over the window and a linear head on the last step. The task "
           "reports the persistence (and, with a season, the seasonal-naive) forecast beside every model.",

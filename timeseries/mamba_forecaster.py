@@ -95,7 +95,7 @@ class MambaForecaster(nn.Module):
     task="forecasting", license="Apache-2.0 (mamba_ssm; the block is the zoo's own implementation)",
     paper=Paper("Mamba: Linear-Time Sequence Modeling with Selective State Spaces", arxiv="2312.00752",
                 venue="COLM 2024", code_url="https://github.com/state-spaces/mamba"),
-    num_params=65_665, input_shape=(48, 1), output=Horizons(horizons=(1,), targets=1),
+    num_params=65_665, input_shape=(52, 1), output=Horizons(horizons=(1,), targets=1),
     recipes={"quickstart": "mamba_co2.yaml"},
     notes="Not a model of the Mamba paper itself: the paper's selective-state-space block (zoo.blocks.mamba, "
           "mamba_ssm's parameter names and initialisation) used as a causal forecaster: Linear(V -> 64) embedding, "

@@ -33,6 +33,7 @@ def test_csv_windows_hold_the_right_values(tmp_path):
     assert np.all(np.diff(data._index["train"][:, 1]) == 3)
     # the test part is steps 96..119; stride-3 windows end on its last step, so the first starts at 98
     assert data.origins("test")[0][1] == np.datetime64(frame.date[98 + 4])
+    assert data.series_ids("test")[0] == "prices"  # a table of one series is named after its file
 
 
 def test_no_window_straddles_two_splits_and_the_gap_is_left_out():

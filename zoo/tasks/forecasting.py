@@ -354,7 +354,7 @@ def forecast_figure(arrays: dict[str, np.ndarray], series: list[str] | None, tim
     naive_mae = np.abs(last[:, None, :] - actual).mean(axis=(0, 2))
     bars.bar(horizons - 0.2, model_mae, 0.4, label="model")
     bars.bar(horizons + 0.2, naive_mae, 0.4, label="persistence")
-    bars.set(xlabel="horizon", ylabel="MAE", title="MAE per horizon")
+    bars.set(xlabel="horizon", ylabel="MAE", title="MAE per horizon", xticks=horizons)
     bars.legend()
     figure.autofmt_xdate()
     figure.tight_layout()
