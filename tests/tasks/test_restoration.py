@@ -1,0 +1,82 @@
+"""The image_restoration task: a small DEA-Net trained on hazy pairs made from real photos beats the hazy input,
+PSNR/SSIM as the paper computes them, padding of odd sizes, predictions written at the original size."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from zoo.data.restoration import DehazingData
+
+from zoo.tasks.registry import get_task_class
+from zoo.tasks.restoration import pad_to_multiple, restoration_metrics
+
+SMALL = {"base_dim": 8, "depths": (1, 1, 1)}
+
+
+def _task(**kwargs):
+    return get_task_class("image_restoration")(
+        "vision/dea_net", model_kwargs=SMALL, decay_norm_and_bias=True, lr_scheduler=None,
+        optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 5e-3}}, **kwargs)
+
+
+def test_metrics_are_per_image_psnr_and_gaussian_ssim():
+    clean = torch.rand(2, 3, 32, 32)
+    noisy = (clean + 0.1 * torch.randn_like(clean)).clamp(0, 1)
+    noisy[1] = clean[1] * 0.5
+    metrics = restoration_metrics("x/")
+    values = metrics(noisy, clean)
+    per_image = [10 * torch.log10(1 / ((noisy[i] - clean[i]) ** 2).mean()) for i in range(2)]
+    torch.testing.assert_close(values["x/psnr"], torch.stack(per_image).mean())
+    assert 0 < values["x/ssim"] < 1
+
+
+def test_reflect_padding_to_a_multiple_of_four_and_crop_back():
+    task = _task()
+    x = torch.rand(1, 3, 30, 37)
+    padded, size = pad_to_multiple(x, 4)
+    assert padded.shape[-2:] == (32, 40) and size == (30, 37)
+    assert torch.equal(padded[..., :30, :37], x)
+    assert task(x).shape == (1, 3, 30, 37)
+
+
+@pytest.mark.slow
+def test_training_beats_the_hazy_input():
+    torch.manual_seed(0)
+    data = DehazingData(crop_size=32, batch_size=16, repeats=1, num_workers=0, eval_batch_size=12)
+    task = _task(grid_images=0)
+    trainer = L.Trainer(max_epochs=10, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu")
+    trainer.fit(task, datamodule=data)
+    result = trainer.test(task, datamodule=data, verbose=False)[0]
+    assert result["test/psnr"] > result["test/input_psnr"] + 3.0, result
+    assert result["test/ssim"] > result["test/input_ssim"], result
+
+
+def test_predictions_keep_the_original_size(tmp_path):
+    """Odd sizes are reflect-padded to a multiple of 4 and cropped back; one PNG per input photo."""
+    task = _task(grid_images=0)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 45, 3), dtype=np.uint8)).save(photos / "a.jpg")
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (21, 16, 3), dtype=np.uint8)).save(photos / "b.png")
+    data = DehazingData(predict_path=str(photos), num_workers=0)
+    predictions = trainer.predict(task, datamodule=data)
+    summary = task.write_predictions(predictions, data, tmp_path / "out")
+    assert "wrote 2" in summary
+    assert Image.open(tmp_path / "out" / "a.png").size == (45, 30)
+    assert Image.open(tmp_path / "out" / "b.png").size == (16, 21)
+
+
+def test_contrastive_loss_offline_is_an_explicit_choice(monkeypatch):
+    import torchvision.models
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torchvision.models, "vgg19", offline)
+    with pytest.raises(Exception, match="contrastive_weight 0"):
+        _task(contrastive_weight=0.1)
