@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -39,6 +40,8 @@ def _format_table(rows: list[list[str]], header: list[str]) -> str:
 def cmd_list(pattern: str) -> int:
     from zoo.registry import get_card, list_models
 
+    if not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"  # `zoo list eca` is a substring search
     ids = list_models(pattern)
     if not ids:
         print(f"no model matches {pattern!r}; `zoo list` shows them all", file=sys.stderr)
@@ -182,7 +185,7 @@ data and recipe, ask with the model: `zoo {command} vision/eca_resnet50 --help`.
 
 def _model_id_from_configs(args: list[str]) -> str | None:
     """The model id named by a ``--config`` YAML (``model: {model: ID}``), for ``zoo train --config my.yaml``."""
-    for flag, value in zip(args, args[1:], strict=False):
+    for flag, value in itertools.pairwise(args):
         if flag != "--config" or not Path(value).is_file():
             continue
         try:
@@ -295,23 +298,55 @@ def cmd_explain(argv: list[str]) -> int:
     return 0
 
 
+DEBUG_ENV = "ZOO_DEBUG"
+
+
+def _zoo_cause(err: BaseException) -> ZooError | None:
+    """The ZooError behind ``err``, however deep jsonargparse or Lightning wrapped it (``__cause__`` chain)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, ZooError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run the ``zoo`` command; a problem is printed as one line (``--debug`` or ``ZOO_DEBUG=1``: the traceback)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     parser = argparse.ArgumentParser(prog="zoo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("command", choices=COMMANDS)
+    if argv and argv[0] == "--version":
+        from zoo import __version__
+
+        print(f"zoo {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        parser.error(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
+        import difflib
+
+        close = difflib.get_close_matches(command, COMMANDS, n=1)
+        hint = f"did you mean `zoo {close[0]}`? " if close else ""
+        print(f"zoo: error: unknown command {command!r}; {hint}commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     try:
         if command == "list":
             return cmd_list(rest[0] if rest else "*")
         if command == "info":
             if len(rest) != 1:
-                parser.error("usage: zoo info MODEL")
+                raise ZooError("usage: zoo info MODEL (`zoo list` shows the ids)")
             return cmd_info(rest[0])
         if command == "ui":
             ui = argparse.ArgumentParser(prog="zoo ui")
@@ -322,11 +357,18 @@ def main(argv: list[str] | None = None) -> int:
         if command == "explain":
             return cmd_explain(rest)
         return cmd_lightning(command, rest)
-    except ZooError as err:
-        print(f"zoo {command}: error: {err}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        if debug:
+            raise
+        cause = _zoo_cause(err)
+        if cause is not None:
+            print(f"zoo {command}: error: {str(cause).strip()}", file=sys.stderr)
+        else:
+            print(f"zoo {command}: error: {type(err).__name__}: {_one_line(str(err))} (the traceback: run again "
+                  f"with --debug or {DEBUG_ENV}=1)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

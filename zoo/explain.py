@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.errors import InputShapeError
+from zoo.errors import InputShapeError, ZooError
 
 MIN_MAP_SIZE = 7
 
@@ -77,7 +77,17 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: Sequence[int] | to
     """
     if images.ndim != 4:
         raise InputShapeError(f"Grad-CAM needs an image batch (B, C, H, W), got {tuple(images.shape)}")
-    layer = model.get_submodule(target_layer or default_target_layer(model))
+    name = target_layer or default_target_layer(model)
+    try:
+        layer = model.get_submodule(name)
+    except AttributeError:
+        import difflib
+
+        names = [n for n, _ in model.named_modules() if n]
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        top = ", ".join(n for n in names if "." not in n)
+        hint = f"did you mean {', '.join(close)}?" if close else f"its top-level layers: {top}"
+        raise ZooError(f"the model has no layer {name!r}; {hint}") from None
     channels_last = getattr(model, "feature_layout", "NCHW") == "NHWC"
     captured: dict[str, torch.Tensor] = {}
 

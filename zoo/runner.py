@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import itertools
+import re
 import sys
+from argparse import ArgumentError
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+import yaml
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+from typing_extensions import override
 
-from zoo.tasks.base import ZooTask
+from zoo.errors import ZooError
+from zoo.tasks.base import ZooTask, import_class
 from zoo.tasks.registry import get_task_class
 from zoo.tracking import RunArtifacts, ZooCheckpoint, ZooMLFlowLogger, ZooSaveConfig, mlflow_logger, run_checkpoints
 
@@ -57,13 +65,72 @@ class ZooCLI(LightningCLI):
                 "enable_autolog_hparams": False,
             },
             seed_everything_default=0, args=args, run=run,
+            # no abbreviations: `--trainer.max_epoch 1` must not silently become `--trainer.max_epochs`
+            parser_kwargs={"allow_abbrev": False, "exit_on_error": False},
         )
+
+    @override
+    def parse_arguments(self, parser, args) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise ZooError(_explain_parse_error(parser, str(err), args)) from None
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_optimizer_args((Optimizer,), link_to="model.optimizer")
         parser.add_lr_scheduler_args((LRScheduler, ReduceLROnPlateau), link_to="model.lr_scheduler")
         for data_attribute, task_argument in self.task_class.data_links:
             parser.link_arguments(f"data.{data_attribute}", f"model.{task_argument}", apply_on="instantiate")
+
+
+def _known_flags(parser, args: list[str]) -> list[str]:
+    """Every flag the parser knows, plus ``--data.X`` / ``--optimizer.X`` / ``--lr_scheduler.X`` of the classes
+    the recipe configs name (subclass arguments are not parser actions until a class is chosen)."""
+    flags = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    for flag, value in itertools.pairwise(args):
+        if flag != "--config" or not Path(value).is_file():
+            continue
+        config = yaml.safe_load(Path(value).read_text()) or {}
+        for section in ("data", "optimizer", "lr_scheduler"):
+            class_path = (config.get(section) or {}).get("class_path") if isinstance(config, dict) else None
+            if not class_path:
+                continue
+            try:
+                parameters = inspect.signature(import_class(class_path)).parameters
+            except (ValueError, TypeError):
+                continue
+            flags += [f"--{section}.{name}" for name in parameters if name not in ("self", "args", "kwargs")]
+    for name in inspect.signature(L.Trainer).parameters:
+        flags.append(f"--trainer.{name}")
+    return sorted(set(flags))
+
+
+def _explain_parse_error(parser, message: str, args: list[str]) -> str:
+    """One line for a command-line mistake: the flag, what was wrong with it, and the closest real flags to an
+    unknown one (jsonargparse's own message is a nested report of every Union alternative it tried)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    first = lines[0] if lines else message
+    unknown = re.findall(r"(--[\w.\-]+)", first) if "nrecognized arguments" in first else []
+    key = re.match(r'Parser key "([\w.]+)"', first)
+    rejected = re.search(r"Option '([\w.]+)' is not accepted", message)
+    if key and rejected:
+        unknown = [f"--{key.group(1)}.{rejected.group(1)}"]
+    if unknown:
+        known = _known_flags(parser, args)
+        hints = []
+        for flag in unknown:
+            name = flag.split("=", 1)[0]
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+            hints.append(f"{name} (did you mean {' or '.join(close)}?)" if close else name)
+        return f"unknown flag {'; '.join(hints)}; `zoo train MODEL --help` lists the flags"
+    if key:
+        given = re.search(r"Given value: (.*)", message)
+        expected = [t for t in re.findall(r"Expected a <class '(\w+)'>", message) if t != "NoneType"]
+        value = f" {given.group(1)}" if given else ""
+        detail = f"expected {' or '.join(expected)}" if expected else next(
+            (line for line in lines[1:] if not line.startswith(("Does not validate", "Subtypes", "Errors"))), "")
+        return f"--{key.group(1)}{value}: {detail}".rstrip(": ")
+    return first
 
 
 def _format_metrics(metrics: dict[str, Any]) -> str:
@@ -92,6 +159,18 @@ def print_summary(cli: ZooCLI, checkpoints: dict[str, str], test_metrics: dict[s
     print("\n".join(lines), flush=True)
 
 
+def check_training_length(trainer: L.Trainer) -> None:
+    """Refuse, with the flag named, a run whose length the learning-rate schedules cannot span."""
+    epochs, steps = trainer.max_epochs, trainer.max_steps
+    if steps == -1 and (epochs is None or epochs == -1):
+        raise ZooError("--trainer.max_epochs -1 trains without end, which the learning-rate schedule cannot span: "
+                       "give a number of epochs (>= 1) or --trainer.max_steps")
+    if steps == -1 and epochs is not None and epochs < 1:
+        raise ZooError(f"--trainer.max_epochs must be at least 1, got {epochs}")
+    if steps == 0 or steps < -1:
+        raise ZooError(f"--trainer.max_steps must be at least 1 (or -1 for no limit), got {steps}")
+
+
 def run_lightning(command: str, task_kind: str, args: list[str], ckpt_path: str | None = None,
                   predictions: str | None = None) -> int:
     """Build the task, data and trainer from ``args`` (LightningCLI flags) and run ``command``.
@@ -110,6 +189,8 @@ def run_lightning(command: str, task_kind: str, args: list[str], ckpt_path: str 
     finally:
         sys.argv = argv
     trainer, task, datamodule = cli.trainer, cli.model, cli.datamodule
+    if command == "train":
+        check_training_length(trainer)
     if command != "train":
         getattr(trainer, command)(task, datamodule=datamodule, ckpt_path=ckpt_path)
         return 0
