@@ -203,3 +203,30 @@ def test_predict_writes_the_forecast_table_from_a_checkpoint(co2_run, tmp_path):
     assert [r["time"] for r in last] == ["2002-01-05", "2002-01-12", "2002-01-19", "2002-01-26"]
     values = np.array([float(r["value"]) for r in rows])
     assert np.all(np.abs(values - 381) < 10)  # about the new level (371 + 10 ppm), on the original scale
+
+
+def test_regenn_graph_takes_each_training_batch_of_the_first_epoch_once(tmp_path):
+    """The task hands ReGENN the batch index, so its co-occurrence graph sums the first pass over the training
+    batches only; later epochs, validation and testing leave it as it is."""
+    import lightning as L
+    from zoo.data.timeseries import TimeSeriesData, _embedded_frame
+
+    _embedded_frame("macrodata").to_csv(tmp_path / "macro.csv", index=False)
+    L.seed_everything(0)
+    data = TimeSeriesData(path=str(tmp_path / "macro.csv"), target=["realgdp", "realcons", "realinv"], window=7,
+                          horizon=7, split_on="targets", batch_size=32)
+    task = ForecastingTask("timeseries/regenn", window=7, horizon=7, variables=3, targets=3,
+                           target_scaling=data.target_scaling, naive_scale=data.naive_scale,
+                           model_kwargs={"feedforward": 32})
+    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(task, data)
+    graph = task.model.source_evolution
+    batches = len(data.train_dataloader())
+    assert batches == len(data.dataset("train")) // 32 == 4  # full batches of 32 (the last partial one dropped)
+    assert int(graph.batches_seen) == batches
+    adjacency = graph.adjacency.clone()
+    assert adjacency.abs().sum() > 0
+    results = trainer.test(task, data, verbose=False)[0]
+    assert torch.equal(graph.adjacency, adjacency) and int(graph.batches_seen) == batches
+    assert np.isfinite(results["test/mae"]) and results["test/persistence_mae"] > 0
