@@ -209,7 +209,11 @@ NOTES = (
     "(generated) network. Grad-CAM layer: "
     "backbone.layer4 (its map before the last attention gate). "
     "Recipe as COVID-Net's train_tf.py: Adam 2e-4, batch 8, 100 epochs, 50 % positive batches, rotation 10, "
-    "shifts 10 %, horizontal flip, brightness 0.9-1.1, zoom 0.85-1.15. Research use only, not for diagnosis."
+    "shifts 10 %, horizontal flip, brightness 0.9-1.1, zoom 0.85-1.15 (zoo.data.covidx.CovidxData reads the COVIDx "
+    "label files and class folders, and makes the balanced batches). Quick start data: SIMULATED chest X-rays "
+    "in the COVIDx layout (procedural radiographs; positives with bilateral peripheral lower-zone ground-glass "
+    "opacities, a third of the negatives with a lobar consolidation), at 128 px with a 64 px body: no labelled "
+    "chest X-rays ship with the installed packages. Research use only, not for diagnosis."
 )
 
 
