@@ -24,16 +24,16 @@ labelled chest X-rays.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import albumentations as A
 import numpy as np
-import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from torch.utils.data import DataLoader, Sampler
-from zoo.data.base import ZooDataModule, cache_root
+from zoo.data.base import ZooDataModule, cache_root, seed_worker
 from zoo.data.images import FileImages, list_images, scan_image_folder
 from zoo.data.splits import Split, grouped_split
 
@@ -239,9 +239,9 @@ class CovidxData(ZooDataModule):
         if not share or self.num_classes < 2:
             return self.loader(self.train_set, shuffle=True)
         sampler = BalancedBatchSampler(self.train_positive, self.batch_size, share, self.seed)
-        workers = self.num_workers if self.num_workers is not None else min(4, torch.get_num_threads())
-        return DataLoader(self.train_set, batch_sampler=sampler, num_workers=workers,
-                          persistent_workers=workers > 0)
+        workers = self.num_workers if self.num_workers is not None else min(4, os.cpu_count() or 1)
+        return DataLoader(self.train_set, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
+                          worker_init_fn=seed_worker if workers > 0 else None)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader(self.val_set, shuffle=False)
