@@ -53,3 +53,24 @@ def test_reset_classifier_keeps_device_and_dtype():
     model.reset_classifier(3)
     assert model.get_classifier().out_features == 3 and model.get_classifier().weight.dtype == torch.float64
     assert model(torch.rand(1, 3, 32, 32, dtype=torch.float64)).shape == (1, 3)
+
+
+@pytest.mark.slow
+def test_a_small_medusa_learns_simulated_covid_opacities(tmp_path):
+    """A ResNet-18 MEDUSA at 64 px on simulated COVIDx-layout radiographs: test accuracy well above chance."""
+    import lightning as L
+    from zoo.data.covidx import CovidxData, write_simulated_covidx
+
+    from zoo.tasks.classification import ClassificationTask
+
+    L.seed_everything(0)
+    root = write_simulated_covidx(train=200, test=60, size=64, root=tmp_path / "covidx")
+    data = CovidxData(str(root), image_size=64, batch_size=8, num_workers=0)
+    task = ClassificationTask("medical/medusa", num_classes=2, class_names=data.class_names,
+                              model_kwargs={"backbone": "resnet18", "body_size": 32}, explain_images=0,
+                              optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}})
+    trainer = L.Trainer(max_epochs=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(task, datamodule=data)
+    (result,) = trainer.test(task, datamodule=data, verbose=False)
+    assert result["test/acc"] > 0.75, result
