@@ -236,3 +236,43 @@ def test_predictions_are_yolo_txt_coco_json_and_drawn_images_in_original_pixels(
     drawn = Image.open(tmp_path / "out" / "images" / "000000000042.jpg")
     assert drawn.size == (100, 50)
     assert np.asarray(drawn).std() > 1  # the box is drawn on the grey image
+
+
+def test_a_model_that_is_not_a_detector_is_refused():
+    with pytest.raises(TypeError, match="not a detector"):
+        get_task_class("detection")("vision/eca_resnet18", num_classes=3)
+
+
+@pytest.mark.slow
+def test_quickstart_trains_offline_logs_the_tables_and_predicts(tmp_path):
+    """`zoo train vision/yolo9tr` as the README gives it, then `zoo predict` on test images of the default set."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    zoo_command = str(Path(sys.executable).with_name("zoo"))
+    result = subprocess.run([zoo_command, "train", "vision/yolo9tr", "--trainer.enable_progress_bar", "false"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
+    metrics = run.data.metrics
+    print({k: v for k, v in metrics.items() if k.startswith("test/")})
+    assert metrics["test/map_50"] > 0.3 and 0.1 < metrics["test/map"] < metrics["test/map_50"], metrics
+    artifacts = {a.path for folder in ("plots", "tables") for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {"tables/test_per_class_ap.csv", "tables/val_per_class_ap.csv", "plots/test_pr_curves.png",
+            "plots/val_pr_curves.png"} <= artifacts
+    assert any(a.startswith("plots/val_boxes_epoch") for a in artifacts)
+    best = Path(run.info.artifact_uri.removeprefix("file://")) / "checkpoints" / "best.ckpt"
+    images = Path(tmp_path / "cache" / "detection_shapes" / "images" / "test")
+    assert images.is_dir()
+    predicted = subprocess.run([zoo_command, "predict", "--ckpt", str(best), "--data.predict_path", str(images),
+                                "--output", str(tmp_path / "out"), "--trainer.enable_progress_bar", "false"],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    labels = sorted((tmp_path / "out" / "labels").glob("*.txt"))
+    assert len(labels) == len(list(images.glob("*.jpg"))) == len(list((tmp_path / "out" / "images").glob("*.jpg")))
+    results = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert results and {"image_id", "category_id", "bbox", "score"} <= set(results[0])
