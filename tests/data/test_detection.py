@@ -246,3 +246,16 @@ def test_synthetic_default_is_written_once_in_yolo_format_with_exact_boxes(tmp_p
     digits = write_synthetic_detection(tmp_path / "digits", objects="digits", counts=(4, 2, 2), image_size=64,
                                        object_size=(16, 32))
     assert read_yolo(digits)[1] == [str(d) for d in range(10)]
+
+
+def test_mosaic_goes_off_for_the_last_close_mosaic_epochs(tmp_path):
+    root = _yolo_set(tmp_path / "set")
+    data = DetectionData(str(root), image_size=64, batch_size=2, num_workers=0, mosaic=1.0, close_mosaic=2)
+    data.setup("fit")
+    data.train_dataloader()
+    data.set_epoch(7, 10)
+    assert bool(data.train_set.mosaic_enabled)
+    data.set_epoch(8, 10)
+    assert not bool(data.train_set.mosaic_enabled)
+    with pytest.raises(DataError, match="multiple of 32"):
+        DetectionData(str(root), image_size=100)
