@@ -62,7 +62,8 @@ from zoo.errors import DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DetectionData", "DetectionDataset", "ImageRecord", "detection_collate", "letterbox", "read_coco",
+__all__ = ["DetectionData", "DetectionDataset", "ImageRecord", "coco_category_ids", "detection_collate", "letterbox",
+           "read_coco",
            "read_voc", "read_yolo", "read_yolo_labels", "write_synthetic_detection"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -292,6 +293,13 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None
         record.boxes = np.asarray(boxes[key], np.float32).reshape(-1, 4)
         record.labels = np.asarray(labels[key], np.int64)
     return list(records.values()), [str(c.get("name", c["id"])) for c in categories], crowd
+
+
+def coco_category_ids(json_path: str | Path) -> list[int]:
+    """The category id of each class index of :func:`read_coco` (ids in ascending order), so that predictions can
+    be written with the dataset's own ids."""
+    data = json.loads(Path(json_path).expanduser().read_text())
+    return sorted(int(c["id"]) for c in data["categories"])
 
 
 # --- Pascal VOC --------------------------------------------------------------------------------------------------
@@ -710,6 +718,7 @@ class DetectionData(ZooDataModule):
         self.splits: dict[str, list[ImageRecord]] = {}
         self.class_names: list[str] = []
         self.notes: list[str] = []
+        self.category_ids: list[int] | None = None  # a COCO set's category id of each class index
         self.predict_paths: list[Path] = []
         self.train_set: DetectionDataset | None = None
         self._read_classes()
@@ -754,6 +763,7 @@ class DetectionData(ZooDataModule):
             return
         if kind == "coco":
             records, self.class_names, crowd = read_coco(hp.root, hp.images_dir)
+            self.category_ids = coco_category_ids(hp.root)
             extra = {k: read_coco(v, hp.images_dir) for k, v in (("val", hp.val_root), ("test", hp.test_root)) if v}
             for k, (_, names, c) in extra.items():
                 if names != self.class_names:

@@ -121,9 +121,11 @@ def test_unreadable_image_is_named(tmp_path):
 def _coco(tmp_path, annotations=None):
     _image(tmp_path / "images" / "1.png", box=(5, 6, 25, 16))
     _image(tmp_path / "images" / "2.png")
+    _image(tmp_path / "images" / "3.png")
     data = {
         "images": [{"id": 1, "file_name": "1.png", "width": 64, "height": 48},
-                   {"id": 2, "file_name": "2.png", "width": 64, "height": 48}],
+                   {"id": 2, "file_name": "2.png", "width": 64, "height": 48},
+                   {"id": 3, "file_name": "3.png", "width": 64, "height": 48}],
         "categories": [{"id": 7, "name": "pothole"}, {"id": 3, "name": "crack"}],
         "annotations": annotations if annotations is not None else [
             {"id": 1, "image_id": 1, "category_id": 7, "bbox": [5, 6, 20, 10], "iscrowd": 0},
@@ -141,6 +143,8 @@ def test_coco_reader_maps_categories_in_id_order_and_leaves_crowds_out(tmp_path)
     assert first.path == tmp_path / "images" / "1.png" and first.labels.tolist() == [1]
     np.testing.assert_allclose(first.boxes, [[5, 6, 25, 16]])
     assert len(records[1].labels) == 0
+    data = DetectionData(str(tmp_path / "instances.json"), num_workers=0, val_fraction=0.0, test_fraction=0.0)
+    assert data.class_names == ["crack", "pothole"] and data.category_ids == [3, 7]
 
 
 def test_coco_json_whose_image_ids_do_not_match(tmp_path):

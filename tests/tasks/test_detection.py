@@ -213,7 +213,8 @@ def test_predictions_are_yolo_txt_coco_json_and_drawn_images_in_original_pixels(
     data = DetectionData(str(_tiny_synthetic(tmp_path / "syn")), image_size=64, predict_path=str(photos),
                          num_workers=0)
     task = get_task_class("detection")("vision/yolo9tr", num_classes=data.num_classes,
-                                       class_names=data.class_names, model_kwargs=TINY)
+                                       class_names=data.class_names, model_kwargs=TINY,
+                                       category_ids=[11, 12, 13, 14])  # a COCO set's own category ids
 
     def detect(images, model=None, conf_threshold=None):  # one box in the 64 x 64 letterbox frame per image
         detections = [{"boxes": torch.tensor([[16.0, 24.0, 48.0, 40.0]]), "scores": torch.tensor([0.8]),
@@ -230,7 +231,7 @@ def test_predictions_are_yolo_txt_coco_json_and_drawn_images_in_original_pixels(
     assert label[0] == "2" and [float(v) for v in label[1:]] == pytest.approx([0.5, 0.5, 0.5, 0.5, 0.8])
     results = json.loads((tmp_path / "out" / "predictions.json").read_text())
     by_file = {r["file_name"]: r for r in results}
-    assert by_file["000000000042.jpg"]["image_id"] == 42 and by_file["000000000042.jpg"]["category_id"] == 2
+    assert by_file["000000000042.jpg"]["image_id"] == 42 and by_file["000000000042.jpg"]["category_id"] == 13
     assert by_file["000000000042.jpg"]["bbox"] == pytest.approx([25.0, 12.5, 50.0, 25.0])
     assert by_file["road.png"]["bbox"] == pytest.approx([16.0, 24.0, 32.0, 16.0])
     drawn = Image.open(tmp_path / "out" / "images" / "000000000042.jpg")

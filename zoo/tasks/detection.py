@@ -17,10 +17,10 @@ AP@0.5 and AP@0.5:0.95 go to MLflow as a CSV table with precision-recall curves 
 validation of a fit), and each validation epoch logs a few images with the predicted (and true) boxes drawn.
 
 ``zoo predict`` writes into the output folder: ``labels/<image>.txt`` in YOLO format (``class xc yc w h score``,
-normalised by the original image size), ``predictions.json`` as COCO results (``image_id``, ``category_id`` = the
-class index, ``bbox`` [x, y, w, h] pixels of the original image, ``score``; the image id is the file name when it is
-a number, as in COCO, else the image's position in the sorted folder) and ``images/<image>.jpg`` with the boxes
-drawn.
+normalised by the original image size), ``predictions.json`` as COCO results (``image_id``, ``category_id`` (the
+dataset's category id when trained on a COCO json, else the class index), ``bbox`` [x, y, w, h] pixels of the
+original image, ``score``; the image id is the file name when it is a number, as in COCO, else the image's position
+in the sorted folder) and ``images/<image>.jpg`` with the boxes drawn.
 """
 
 from __future__ import annotations
@@ -175,19 +175,21 @@ class DetectionTask(ZooTask):
         conf_threshold / iou_threshold / max_det: NMS of evaluation (0.001 / 0.7 / 300, YOLOv9's val_dual.py).
         predict_conf_threshold: the confidence of the boxes ``zoo predict`` writes (0.25, YOLO's detect default).
         sample_images: images with their predicted boxes drawn, logged each validation epoch (0: none).
+        category_ids: the COCO category id of each class index (linked from a COCO data module), written as
+            ``category_id`` in ``predictions.json``; None writes the class index.
         **kwargs: the ZooTask arguments (pretrained, model_kwargs, optimizer, lr_scheduler, ema_decay, ...).
     """
 
     monitor = "val/map_50"
     monitor_mode = "max"
-    data_links = (("num_classes", "num_classes"), ("class_names", "class_names"))
+    data_links = (("num_classes", "num_classes"), ("class_names", "class_names"), ("category_ids", "category_ids"))
     prediction_output = "predictions"
 
     def __init__(self, model: str, num_classes: int | None = None, class_names: list[str] | None = None,
                  aux_weight: float = 0.25, box_gain: float = 7.5, cls_gain: float = 0.5, dfl_gain: float = 1.5,
                  topk: int = 10, alpha: float = 0.5, beta: float = 6.0, conf_threshold: float = 0.001,
                  iou_threshold: float = 0.7, max_det: int = 300, predict_conf_threshold: float = 0.25,
-                 sample_images: int = 4, **kwargs: Any):
+                 sample_images: int = 4, category_ids: list[int] | None = None, **kwargs: Any):
         super().__init__(model, **kwargs)
         if not (0 <= conf_threshold < 1 and 0 < iou_threshold <= 1 and 0 <= predict_conf_threshold < 1):
             raise ValueError("conf_threshold and predict_conf_threshold must lie in [0, 1), iou_threshold in (0, 1]")
@@ -202,6 +204,9 @@ class DetectionTask(ZooTask):
         self.class_names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        if category_ids is not None and len(category_ids) != self.num_classes:
+            raise ValueError(f"{len(category_ids)} COCO category ids for {self.num_classes} classes")
+        self.category_ids = list(category_ids) if category_ids is not None else None
         self.criterion = DetectionLoss(self.num_classes, tuple(self.model.strides), int(self.model.reg_max),
                                        topk=topk, alpha=alpha, beta=beta, box_gain=box_gain, cls_gain=cls_gain,
                                        dfl_gain=dfl_gain)
@@ -382,7 +387,8 @@ class DetectionTask(ZooTask):
                 lines.append(f"{label} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
                              f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f} {score:.5f}")
                 results.append({"image_id": int(path.stem) if path.stem.isdigit() else index,
-                                "file_name": path.name, "category_id": int(label),
+                                "file_name": path.name,
+                                "category_id": self.category_ids[label] if self.category_ids else int(label),
                                 "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
                                 "score": round(score, 5)})
             (output / "labels" / f"{path.stem}.txt").write_text("\n".join(lines) + "\n" if lines else "")
