@@ -132,7 +132,7 @@ def main() -> None:
         "| graph | parameters | latency |",
         "|---|---|---|",
         f"| training graph, eval mode (both heads) | {params['train']:,} | {1000 * lat['train']:.1f} ms |",
-        f"| deploy graph (reparameterize(): aux dropped, RepConvN fused) | {params['deploy']:,} | "
+        f"| deploy graph (reparameterize(): aux dropped, RepConvN fused into 3x3) | {params['deploy']:,} | "
         f"{1000 * lat['deploy']:.1f} ms |",
         f"| ratio deploy / training | | {lat['deploy'] / lat['train']:.3f} x the latency |",
         "",
