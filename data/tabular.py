@@ -147,19 +147,24 @@ def read_benchmark_dir(path: Path) -> tuple[dict[str, pd.DataFrame], str, str]:
 def _numeric(values: pd.Series, column: str, source: str) -> np.ndarray:
     """A column as float64; a value that is not a number raises DataError naming the file, row and column."""
     converted = pd.to_numeric(values, errors="coerce")
+
+    def file_row(position: int) -> int:  # the frames keep the file's row numbers as their index through splits
+        label = values.index[position]
+        return int(label) + 1 if isinstance(label, (int, np.integer)) else position + 1
+
     bad = converted.isna() & values.notna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{source}: row {row + 1}, column {column!r}: {values.iloc[row]!r} is not a number "
+        raise DataError(f"{source}: row {file_row(row)}, column {column!r}: {values.iloc[row]!r} is not a number "
                         "(name the column in cat_columns if it is categorical)")
     if converted.isna().any():
         row = int(np.flatnonzero(converted.isna().to_numpy())[0])
-        raise DataError(f"{source}: row {row + 1}, column {column!r}: missing value in a numerical column "
+        raise DataError(f"{source}: row {file_row(row)}, column {column!r}: missing value in a numerical column "
                         "(fill it in, or name the column in cat_columns)")
     array = converted.to_numpy(dtype=np.float64)
     if not np.isfinite(array).all():
         row = int(np.flatnonzero(~np.isfinite(array))[0])
-        raise DataError(f"{source}: row {row + 1}, column {column!r}: {array[row]} is not finite")
+        raise DataError(f"{source}: row {file_row(row)}, column {column!r}: {array[row]} is not finite")
     return array
 
 
@@ -386,8 +391,8 @@ class TabularData(L.LightningDataModule):
                 rest = self._random_split(frames["train"], target, hp.val_fraction, hp.seed)
                 frames = {**frames, "train": rest[0], "val": rest[1]}
         drop = set(hp.drop_columns or [])
-        frames = {s: f.drop(columns=[c for c in f.columns if c in drop]).reset_index(drop=True)
-                  for s, f in frames.items()}
+        # no reset_index: the index stays the file's row number, so an error names the row the user can find
+        frames = {s: f.drop(columns=[c for c in f.columns if c in drop]) for s, f in frames.items()}
         for split in ("train", "val"):
             if len(frames.get(split, ())) == 0:
                 raise DataError(f"{self._sources.get(split, '?')}: the {split} split is empty")

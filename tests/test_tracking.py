@@ -66,7 +66,7 @@ def test_mlflow_uris_load_the_trained_model(trained_run, monkeypatch):
         zoo.create_model("vision/eca_resnet18", pretrained="models:/no-such-model/1")
 
 
-def test_resume_continues_the_same_run(tmp_path):
+def test_resume_continues_the_same_run(tmp_path, capsys):
     assert main(["train", "vision/eca_resnet18", *TINY, "--trainer.max_epochs", "1"]) == 0
     from mlflow import MlflowClient
 
@@ -82,6 +82,16 @@ def test_resume_continues_the_same_run(tmp_path):
     assert runs[0].data.params["trainer/max_epochs"] == "1"
     assert "config-resume-1.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
     assert main(["train", "vision/eca_resnet34", "--resume"]) == 1  # nothing to resume for another model
+    assert runs[0].data.tags["mlflow.runName"].startswith("eca_resnet18-train-")  # readable, not MLflow's seeded one
+    # an evaluation run is tagged as one, and --resume still finds the training run (finished: it says how to extend)
+    (last,) = tmp_path.glob(f"mlruns/*/{run.info.run_id}/artifacts/checkpoints/last.ckpt")
+    assert main(["test", "--ckpt", str(last), *TINY]) == 0
+    evaluation = [r for r in client.search_runs([run.info.experiment_id]) if r.info.run_id != run.info.run_id]
+    assert [r.data.tags["zoo.run_type"] for r in evaluation] == ["test"]
+    assert evaluation[0].data.tags["mlflow.runName"].startswith("eca_resnet18-test-")
+    capsys.readouterr()
+    assert main(["train", "vision/eca_resnet18", "--resume"]) == 1
+    assert f"run {run.info.run_id} of vision/eca_resnet18 has finished" in capsys.readouterr().err
 
 
 def test_nan_loss_stops_the_run_and_marks_it_failed(tmp_path, monkeypatch, capsys):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import sys
 import tempfile
@@ -119,6 +120,8 @@ def _write_temp_yaml(config: dict[str, Any]) -> str:
 
 
 def _find_run_to_resume(model_id: str, run_id: str | None):
+    """The run ``--resume`` continues: the one named, or the latest *training* run of the model (evaluation and
+    prediction runs are tagged ``zoo.run_type`` and never picked)."""
     from mlflow import MlflowClient
 
     from zoo.store import default_tracking_uri
@@ -131,13 +134,41 @@ def _find_run_to_resume(model_id: str, run_id: str | None):
             raise ZooError(f"no MLflow run {run_id} in {default_tracking_uri()}: {err}") from None
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments, f"tags.`zoo.model_id` = '{model_id}'", order_by=["start_time DESC"],
-                              max_results=1) if experiments else []
+                              max_results=50) if experiments else []
+    runs = [r for r in runs if r.data.tags.get("zoo.run_type", "train") == "train"]
     if not runs:
-        raise ZooError(f"no earlier run of {model_id} in {default_tracking_uri()} to resume")
+        raise ZooError(f"no earlier training run of {model_id} in {default_tracking_uri()} to resume")
     return runs[0]
 
 
-def _resume_args(model_id: str, run_id: str | None) -> tuple[list[str], str]:
+def _own_data_image_size(model_id: str, recipe: str | None, rest: list[str]) -> list[str]:
+    """A user's own images (``--data.root``) are seen at the card's input size, not at the small size the quick
+    start's bundled 8x8 digits are upscaled to; ``--data.image_size`` still chooses."""
+    from zoo.cards import recipe_config
+    from zoo.registry import get_entry
+
+    given = {a.split("=", 1)[0] for a in rest}
+    if "--data.root" not in given or "--data.image_size" in given:
+        return []
+    entry = get_entry(model_id)
+    data = recipe_config(entry, recipe).get("data") or {}
+    init = data.get("init_args") or {}
+    if "image_size" not in init or init.get("dataset", "auto") != "auto" or len(entry.card.input_shape) != 3:
+        return []
+    return ["--data.image_size", str(entry.card.input_shape[-1])]
+
+
+def _run_name(model_id: str, command: str) -> str:
+    """A readable, unique run name: model, command, time and a random suffix (MLflow's own generator is seeded by
+    the run's seed, so every run got the same name)."""
+    import datetime
+    import secrets
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{model_id.rsplit('/', 1)[-1]}-{command}-{stamp}-{secrets.token_hex(2)}"
+
+
+def _resume_args(model_id: str, run_id: str | None, extra_args: list[str]) -> tuple[list[str], str]:
     """Flags that continue an earlier run (its config, the same MLflow run) and its last checkpoint."""
     import mlflow
 
@@ -146,6 +177,9 @@ def _resume_args(model_id: str, run_id: str | None) -> tuple[list[str], str]:
 
     run = _find_run_to_resume(model_id, run_id)
     run_id = run.info.run_id
+    if run.info.status == "FINISHED" and not any(a.startswith("--trainer.max_epochs") for a in extra_args):
+        raise ZooError(f"run {run_id} of {model_id} has finished all its epochs; to train it longer, resume it "
+                       f"with more: zoo train {model_id} --resume {run_id} --trainer.max_epochs MORE")
     artifacts = local_path(run.info.artifact_uri)
     candidates = [Path.cwd() / "runs" / run_id / CHECKPOINT_ARTIFACT_DIR / "last.ckpt"]
     if artifacts is not None:
@@ -156,7 +190,8 @@ def _resume_args(model_id: str, run_id: str | None) -> tuple[list[str], str]:
         try:
             last = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{CHECKPOINT_ARTIFACT_DIR}/last.ckpt"))
         except Exception as err:
-            raise ZooError(f"run {run_id} has no last.ckpt to resume from: {err}") from None
+            raise ZooError(f"run {run_id} has no last.ckpt to resume from (was it stopped before its first "
+                           f"epoch ended?): {err}") from None
     try:
         config = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/config.yaml")
     except Exception:
@@ -181,6 +216,76 @@ TRAIN_HELP = """usage: zoo {command} MODEL [--recipe NAME] [--resume [RUN_ID]] [
 
 MODEL is a registered id (`zoo list` shows them, `zoo info MODEL` its card). For the flags of one model's task,
 data and recipe, ask with the model: `zoo {command} vision/eca_resnet50 --help`."""
+
+
+def _argument_docs(cls: type) -> dict[str, str]:
+    """``name: description`` lines of the ``Args:`` sections of ``cls`` and its bases, first line of each."""
+    import inspect
+    import re
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        text = inspect.getdoc(klass) or ""
+        if "Args:" not in text:
+            continue
+        for line in text.split("Args:", 1)[1].splitlines():
+            match = re.match(r"\s{4}(\w+)(?:, \w+)*:\s*(.*)", line)
+            if match:
+                docs[match.group(1)] = match.group(2)
+            elif line and not line.startswith(" "):
+                break
+    return docs
+
+
+def _flag_lines(prefix: str, cls: type, values: dict[str, Any]) -> list[str]:
+    import inspect
+
+    docs = _argument_docs(cls)
+    lines: list[str] = []
+    seen = {"self", "args", "kwargs", "optimizer", "lr_scheduler"}  # the last two are --optimizer, --lr_scheduler
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        for name, parameter in inspect.signature(klass.__init__).parameters.items():
+            if name in seen:
+                continue
+            seen.add(name)
+            default = values.get(name, parameter.default)
+            shown = "required" if default is inspect.Parameter.empty else f"= {default!r}"
+            lines.append(f"  --{prefix}.{name} {shown}" + (f"   {docs[name]}" if name in docs else ""))
+    return lines
+
+
+def model_help(command: str, model_id: str, recipe: str | None) -> str:
+    """``zoo train MODEL --help``: the model's own task, data and recipe flags, with the recipe's values."""
+    from zoo.cards import recipe_config
+    from zoo.registry import get_entry
+    from zoo.tasks.base import import_class
+    from zoo.tasks.registry import get_task_class
+
+    entry = get_entry(model_id)
+    card = entry.card
+    config = recipe_config(entry, recipe)
+    task_class = get_task_class(card.task)
+    recipes = ", ".join(card.recipes) or "-"
+    lines = [f"usage: zoo {command} {model_id} [--recipe NAME] [--resume [RUN_ID]] [--ckpt CKPT] [flags]", "",
+             f"{model_id}: {card.paper.title} ({card.task}); recipes: {recipes} "
+             f"(using {recipe or 'quickstart' if card.recipes else 'none'})", "",
+             f"task flags ({task_class.__name__}):", *_flag_lines("model", task_class, config.get("model") or {})]
+    data = config.get("data") or {}
+    if data.get("class_path"):
+        data_class = import_class(data["class_path"])
+        lines += ["", f"data flags ({data_class.__name__}):",
+                  *_flag_lines("data", data_class, data.get("init_args") or {})]
+    for section in ("trainer", "optimizer", "lr_scheduler"):
+        values = config.get(section) or {}
+        if section != "trainer" and values.get("class_path"):
+            values = {"class": values["class_path"], **(values.get("init_args") or {})}
+        if values:
+            lines += ["", f"{section} (from the recipe):"]
+            lines += [f"  --{section}.{k} {v!r}" if k != "class" else f"  --{section} {v}" for k, v in values.items()]
+    lines += ["", "Every other flag of Lightning's trainer and of the optimiser and schedule classes follows.", ""]
+    return "\n".join(lines)
 
 
 def _model_id_from_configs(args: list[str]) -> str | None:
@@ -223,6 +328,8 @@ def cmd_lightning(command: str, argv: list[str]) -> int:
 
     from zoo.registry import get_card
 
+    if model_id and any(a in ("-h", "--help") for a in rest):
+        print(model_help(command, model_id, known.recipe))
     args: list[str] = []
     ckpt_path = known.ckpt
     if known.ckpt:
@@ -236,9 +343,15 @@ def cmd_lightning(command: str, argv: list[str]) -> int:
     elif model_id:
         args += _recipe_args(model_id, known.recipe)  # an unknown id fails here, with suggestions
         if known.resume:
-            resume_args, ckpt_path = _resume_args(model_id, None if known.resume == "latest" else known.resume)
+            resume_args, ckpt_path = _resume_args(model_id, None if known.resume == "latest" else known.resume,
+                                                  rest)
             args += resume_args
         args += ["--model.model", model_id]
+    if command == "train" and not known.resume and not known.ckpt:
+        args += _own_data_image_size(model_id, known.recipe, rest)
+    if not known.resume:
+        args += ["--trainer.logger.init_args.run_name", _run_name(model_id, command),
+                 "--trainer.logger.init_args.tags", json.dumps({"zoo.run_type": command})]
     task = get_card(model_id).task
 
     from zoo.runner import run_lightning
@@ -251,7 +364,7 @@ def cmd_explain(argv: list[str]) -> int:
     from PIL import Image
 
     from zoo.data.images import image_transform, read_image
-    from zoo.explain import grad_cam, overlay, unnormalise
+    from zoo.explain import default_target_layer, grad_cam, overlay, unnormalise
     from zoo.factory import create_model
 
     parser = argparse.ArgumentParser(prog="zoo explain")
@@ -260,7 +373,7 @@ def cmd_explain(argv: list[str]) -> int:
     parser.add_argument("--image", required=True)
     parser.add_argument("--target", help="class name or index to explain (default: the predicted class)")
     parser.add_argument("--layer", help="module to take the activations from (default: the card's layer)")
-    parser.add_argument("--output", help="PNG to write (default: <image>_gradcam.png)")
+    parser.add_argument("--output", help="PNG to write (default: ./<image name>_gradcam.png)")
     options = parser.parse_args(argv)
     checkpoint = _read_checkpoint(options.ckpt)
     model_id = checkpoint_model_id(checkpoint)
@@ -282,7 +395,9 @@ def cmd_explain(argv: list[str]) -> int:
             target = [int(options.target)]
         else:
             raise ZooError(f"unknown class {options.target!r}; classes: {', '.join(class_names)}")
-    heat, logits = grad_cam(model, images, target, options.layer)
+    # at small inputs the card's last stage is 1x1: take the deepest layer with a map of at least 7x7
+    layer = options.layer or default_target_layer(model, images.shape[-2:])
+    heat, logits = grad_cam(model, images, target, layer)
     probabilities = logits.softmax(-1)[0]
     explained = target[0] if target else int(probabilities.argmax())
     predicted = int(probabilities.argmax())
@@ -290,10 +405,12 @@ def cmd_explain(argv: list[str]) -> int:
     blended = Image.fromarray(overlay(display, heat[0].numpy()))
     scale = max(1, round(256 / max(blended.size)))  # tiny inputs are enlarged so the map can be seen
     blended = blended.resize((blended.width * scale, blended.height * scale), Image.Resampling.BILINEAR)
-    output = Path(options.output or Path(options.image).with_name(Path(options.image).stem + "_gradcam.png"))
+    # not beside the image: a folder of inputs that `zoo predict` reads next must not gain PNGs
+    output = Path(options.output or Path.cwd() / (Path(options.image).stem + "_gradcam.png"))
     blended.save(output)
     print(f"{Path(options.image).name}: predicted {class_names[predicted]} ({probabilities[predicted]:.3f}); "
-          f"Grad-CAM of class {class_names[explained]} over the {data['image_size']}px model input\n"
+          f"Grad-CAM of class {class_names[explained]} at layer {layer} over the {data['image_size']}px model "
+          f"input\n"
           f"wrote {output.resolve()}")
     return 0
 

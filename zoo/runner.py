@@ -21,6 +21,7 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from typing_extensions import override
 
 from zoo.errors import ZooError
+from zoo.registry import get_card
 from zoo.tasks.base import ZooTask, import_class
 from zoo.tasks.registry import get_task_class
 from zoo.tracking import RunArtifacts, ZooCheckpoint, ZooMLFlowLogger, ZooSaveConfig, mlflow_logger, run_checkpoints
@@ -38,13 +39,56 @@ class PredictionWriter(BasePredictionWriter):
         print(pl_module.write_predictions(predictions, trainer.datamodule, self.output), flush=True)
 
 
-class DataSummary(Callback):
-    """Prints the data module's one-line description once its data is set up, before the first epoch."""
+class RunSummary(Callback):
+    """Before the first epoch, two lines: the model (parameters, and the card's MACs at its input size) and what
+    data the run uses (the data module's ``describe()``: source, classes, split sizes, input size)."""
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        model = getattr(pl_module, "model", pl_module)
+        total = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        line = f"model: {getattr(pl_module, 'model_id', type(model).__name__)}, {total:,} parameters"
+        if trainable != total:
+            line += f" ({trainable:,} trainable)"
+        model_id = getattr(pl_module, "model_id", None)
+        card = get_card(model_id) if model_id else None
+        if card is not None and card.macs is not None:
+            line += f"; {card.macs / 1e9:.2f} GMACs at {'x'.join(map(str, card.input_shape))} (card)"
+        print(line, flush=True)
         describe = getattr(trainer.datamodule, "describe", None)
-        if trainer.is_global_zero and callable(describe):
-            print(describe(), flush=True)
+        if callable(describe):
+            text = describe()
+            print(text if text.startswith("data:") else f"data: {text}", flush=True)
+
+
+def quiet_logs() -> None:
+    """Drop what says nothing to a zoo user: Lightning's litlogger tip and pytree deprecation, the warning that
+    testing "best" picks the first of our two checkpoint callbacks (it is the best one), MLflow's database
+    migration INFO lines."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*configured with multiple `ModelCheckpoint` callbacks.*")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+
+    class _DropTip(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "litlogger" not in record.getMessage()
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTip())
+    for name in ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _hide_version_number(trainer: L.Trainer) -> None:
+    """The progress bar's ``v_num`` is the last digits of the MLflow run id: noise beside the metrics."""
+    bar = trainer.progress_bar_callback
+    if bar is not None:
+        metrics = bar.get_metrics
+        bar.get_metrics = lambda *args, **kwargs: {k: v for k, v in metrics(*args, **kwargs).items() if k != "v_num"}
 
 
 class ZooCLI(LightningCLI):
@@ -60,9 +104,10 @@ class ZooCLI(LightningCLI):
             trainer_defaults={
                 "logger": {"class_path": f"{ZooMLFlowLogger.__module__}.ZooMLFlowLogger"},
                 "callbacks": [ZooCheckpoint("best"), ZooCheckpoint("last"),
-                              LearningRateMonitor(logging_interval="step"), RunArtifacts(), DataSummary(),
+                              LearningRateMonitor(logging_interval="step"), RunArtifacts(), RunSummary(),
                               *extra_callbacks],
                 "enable_autolog_hparams": False,
+                "enable_model_summary": False,  # RunSummary says it in one line ("Total FLOPs: 0" was wrong)
             },
             seed_everything_default=0, args=args, run=run,
             # no abbreviations: `--trainer.max_epoch 1` must not silently become `--trainer.max_epochs`
@@ -183,12 +228,14 @@ def run_lightning(command: str, task_kind: str, args: list[str], ckpt_path: str 
     task_class = get_task_class(task_kind)
     extra = [PredictionWriter(predictions or task_class.prediction_output)] if command == "predict" else []
     torch.set_float32_matmul_precision("high")
+    quiet_logs()
     argv, sys.argv = sys.argv, [f"zoo {command}"]  # LightningCLI takes its program name from sys.argv
     try:
         cli = ZooCLI(task_class, args, extra_callbacks=extra, run=False)
     finally:
         sys.argv = argv
     trainer, task, datamodule = cli.trainer, cli.model, cli.datamodule
+    _hide_version_number(trainer)
     if command == "train":
         check_training_length(trainer)
     if command != "train":
