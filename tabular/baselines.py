@@ -68,7 +68,7 @@ class TabularMLP(nn.Module):
         names = {n for n, p in self.named_parameters() if p.ndim <= 1}
         return names | _embedding_no_wd("input.num_embeddings", self.input.num_embeddings)
 
-    def get_head(self) -> nn.Module:
+    def get_classifier(self) -> nn.Module:
         return self.head
 
     def reset_classifier(self, num_classes: int) -> None:
@@ -113,8 +113,15 @@ class TabularFTTransformer(nn.Module):
                 for p in group["params"]}
         return {n for n, p in self.named_parameters() if id(p) in zero}
 
-    def get_head(self) -> nn.Module:
-        return self.model.backbone.output
+    def get_classifier(self) -> nn.Module:
+        """The last linear layer (after the head's LayerNorm and ReLU)."""
+        return self.model.backbone.output.linear
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new last layer for ``num_classes`` (1 regression, 2 binary, C multiclass)."""
+        old = self.model.backbone.output.linear
+        self.num_classes = num_classes
+        self.model.backbone.output.linear = nn.Linear(old.in_features, output_size(num_classes)).to(old.weight.device)
 
 
 def _mlp_kwargs_from_checkpoint(state_dict: dict[str, Tensor]) -> dict:

@@ -226,7 +226,7 @@ class TabR(nn.Module):
                 names |= {f"{name}.{n}" for n, _ in module.named_parameters()}
         return names | embedding_no_weight_decay("input.num_embeddings", self.input.num_embeddings)
 
-    def get_head(self) -> nn.Module:
+    def get_classifier(self) -> nn.Module:
         return self.head[-1]
 
     def reset_classifier(self, num_classes: int) -> None:

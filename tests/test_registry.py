@@ -51,3 +51,25 @@ def test_readme_model_table_matches_the_registry():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     table = readme.split(README_START)[1].split(README_END)[0].strip()
     assert table == model_table(), "README.md is stale: run `python -m zoo.cards`"
+
+
+def test_a_card_must_name_a_registered_task_kind():
+    from dataclasses import replace
+
+    from zoo.errors import UnknownTaskError
+    from zoo.tasks import get_task_class
+
+    card = replace(zoo.get_card("vision/eca_resnet18"), task="image_captioning")
+    with pytest.raises(UnknownTaskError, match=r"'image_captioning' is not a registered task kind; known kinds: .*"
+                                                r"image_classification"):
+        register_model("vision/captioner", card=card)(lambda num_classes=1000: torch.nn.Identity())
+    assert "vision/captioner" not in list_models()
+    with pytest.raises(UnknownTaskError, match="no task trains 'image_captioning'; known task kinds: "):
+        get_task_class("image_captioning")
+
+
+def test_a_task_kind_is_registered_once():
+    from zoo.tasks.registry import register_task
+
+    with pytest.raises(ValueError, match="task kind 'image_classification' registered twice"):
+        register_task("image_classification")(type("OtherTask", (), {}))

@@ -188,3 +188,25 @@ def test_constructor_arguments_from_checkpoint_tensors(model_id, tmp_path):
     loaded = zoo.create_model(model_id, pretrained=str(tmp_path / "w.safetensors"))
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("model_id", ["tabular/mlp", "tabular/mlp_plr", "tabular/ft_transformer"])
+def test_weights_with_a_new_head(model_id, tmp_path):
+    """Every tabular model is a Classifier: weights of a 3-class model loaded with num_classes=5 keep the body and
+    get a new 5-output head (it used to keep the old head silently)."""
+    from safetensors.torch import save_file
+
+    from zoo.protocols import Classifier
+
+    kwargs = {"n_num_features": 3, "n_bin_features": 2, "cat_cardinalities": [4, 2]}
+    model = zoo.create_model(model_id, num_classes=3, **kwargs)
+    assert isinstance(model, Classifier) and model.get_classifier().out_features == 3
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "w.safetensors")
+    tuned = zoo.create_model(model_id, pretrained=str(tmp_path / "w.safetensors"), num_classes=5)
+    assert tuned.get_classifier().out_features == 5
+    head = {n for n, p in tuned.named_parameters() if any(p is q for q in tuned.get_classifier().parameters())}
+    body = {k: v for k, v in model.state_dict().items() if k in tuned.state_dict() and
+            tuned.state_dict()[k].shape == v.shape and k not in head and "label_encoder" not in k}
+    assert body and all(torch.equal(v, tuned.state_dict()[k]) for k, v in body.items())
+    x = (torch.randn(2, 3), torch.randint(0, 2, (2, 2)).float(), torch.randint(0, 2, (2, 2)))
+    assert tuned(*x).shape == (2, 5)
