@@ -59,6 +59,10 @@ def test_training_run_reports_and_learns(trained_run):
     assert trained_run.exit_code == 0
     out = trained_run.output
     assert "zoo ui" in out and trained_run.run_id in out and "best.ckpt" in out and "last.ckpt" in out
+    # not a terminal here: one plain line per epoch, and the model and data lines before training
+    assert "epoch 1/" in out and "val/acc" in out.split("epoch 1/", 1)[1].splitlines()[0]
+    assert "model: vision/eca_resnet18, " in out and "data: image folder " in out
+    assert "v_num" not in out and "litlogger" not in out
     metrics = trained_run.run.data.metrics
     assert metrics["test/acc"] > 0.6, metrics  # 10 classes: chance is 0.1
 

@@ -63,6 +63,36 @@ class RunSummary(Callback):
             print(text if text.startswith("data:") else f"data: {text}", flush=True)
 
 
+class EpochLines(Callback):
+    """When the output is not a terminal (CI logs, ``nohup``), one plain line per epoch: a progress bar there
+    shows nothing until the run ends."""
+
+    def __init__(self, stream=None):
+        self.stream = stream
+        self._start = 0.0
+
+    def _is_terminal(self) -> bool:
+        stream = self.stream or sys.stdout
+        return bool(getattr(stream, "isatty", lambda: False)())
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import time
+
+        self._start = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import time
+
+        if not trainer.is_global_zero or self._is_terminal():
+            return
+        metrics = {k.removesuffix("_epoch"): float(v) for k, v in trainer.callback_metrics.items()
+                   if k.startswith(("train/", "val/")) and not k.endswith("_step") and v.numel() == 1}
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+        total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
+        print(f"epoch {trainer.current_epoch + 1}/{total}: {shown} ({time.monotonic() - self._start:.0f} s)",
+              file=self.stream or sys.stdout, flush=True)
+
+
 def quiet_logs() -> None:
     """Drop what says nothing to a zoo user: Lightning's litlogger tip and pytree deprecation, the warning that
     testing "best" picks the first of our two checkpoint callbacks (it is the best one), MLflow's database
@@ -104,7 +134,7 @@ class ZooCLI(LightningCLI):
             trainer_defaults={
                 "logger": {"class_path": f"{ZooMLFlowLogger.__module__}.ZooMLFlowLogger"},
                 "callbacks": [ZooCheckpoint("best"), ZooCheckpoint("last"),
-                              LearningRateMonitor(logging_interval="step"), RunArtifacts(), RunSummary(),
+                              LearningRateMonitor(logging_interval="step"), RunArtifacts(), RunSummary(), EpochLines(),
                               *extra_callbacks],
                 "enable_autolog_hparams": False,
                 "enable_model_summary": False,  # RunSummary says it in one line ("Total FLOPs: 0" was wrong)
