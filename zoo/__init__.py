@@ -6,6 +6,12 @@ in MLflow.
     >>> model = zoo.create_model("vision/eca_resnet50", pretrained="eca_resnet50_k3557.pth.tar", num_classes=10)
 """
 
+import os
+
+# Before torch loads OpenMP: idle worker threads sleep instead of spinning, which on a busy small machine (two
+# cores, a data loader, another run) made epochs several times slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from zoo.factory import create_model
 from zoo.hub import save_pretrained
 from zoo.registry import get_card, list_models, register_model

@@ -55,7 +55,9 @@ class RunSummary(Callback):
         model_id = getattr(pl_module, "model_id", None)
         card = get_card(model_id) if model_id else None
         if card is not None and card.macs is not None:
-            line += f"; {card.macs / 1e9:.2f} GMACs at {'x'.join(map(str, card.input_shape))} (card)"
+            macs = f"{card.macs / 1e9:.2f} GMACs at {'x'.join(map(str, card.input_shape))}"
+            line += f"; {macs} (card)" if total == card.num_params else \
+                f" (the card's {macs} are for its default {card.num_params:,}-parameter configuration)"
         print(line, flush=True)
         describe = getattr(trainer.datamodule, "describe", None)
         if callable(describe):
