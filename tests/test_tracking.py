@@ -167,3 +167,16 @@ def test_training_against_a_real_mlflow_server(mlflow_server, tmp_path, monkeypa
     assert os.path.exists(tmp_path / "runs" / run_id / "checkpoints" / "last.ckpt")  # local copy for --resume
     model = zoo.create_model("vision/eca_resnet18", pretrained=f"runs:/{run_id}/checkpoints/best.ckpt")
     assert model.fc.out_features == 10
+
+
+def test_the_same_seed_gives_the_same_metrics(tmp_path):
+    """Two runs of the same command (augmentation on) give identical metrics, under two different run names."""
+    from mlflow import MlflowClient
+
+    for _ in range(2):
+        assert main(["train", "vision/eca_resnet18", *TINY, "--trainer.max_epochs", "1"]) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    first, second = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
+    assert first.data.tags["mlflow.runName"] != second.data.tags["mlflow.runName"]
+    for key in ("val/acc", "val/loss", "test/acc", "test/loss", "train/loss_epoch"):
+        assert first.data.metrics[key] == second.data.metrics[key], key
