@@ -8,8 +8,7 @@ import torch
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 
-from zoo.tasks.classification import ClassificationTask
-from zoo.tasks.classification import classification_metrics
+from zoo.tasks.classification import ClassificationTask, classification_metrics
 
 
 def test_metrics_stay_separate_after_a_perfect_first_batch():

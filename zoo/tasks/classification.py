@@ -19,6 +19,26 @@ from zoo.tasks.plots import confusion_matrix_figure
 from zoo.tasks.registry import register_task
 from zoo.tracking import mlflow_logger
 
+PER_CLASS_MAX = 5  # few-class problems (screening: COVIDx, sepsis) report each class's sensitivity and PPV
+
+
+def per_class_rates(matrix, class_names: list[str] | None, stage: str) -> dict[str, float]:
+    """Sensitivity (recall) and positive predictive value (precision) of each class from a confusion matrix
+    (rows: true class, columns: predicted), as COVID-Net reports them; a class never predicted has PPV 0."""
+    import re
+
+    import numpy as np
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    hits, actual, predicted = np.diag(matrix), matrix.sum(1), matrix.sum(0)
+    names = class_names or [str(i) for i in range(len(matrix))]
+    rates = {}
+    for i, name in enumerate(names):
+        key = re.sub(r"[^\w.-]+", "_", str(name))
+        rates[f"{stage}/sensitivity_{key}"] = float(hits[i] / actual[i]) if actual[i] else float("nan")
+        rates[f"{stage}/ppv_{key}"] = float(hits[i] / predicted[i]) if predicted[i] else 0.0
+    return rates
+
 
 def classification_metrics(num_classes: int, prefix: str, top5: bool = True) -> MetricCollection:
     """Accuracy (micro: the fraction correct), macro F1, and top-5 accuracy when asked and there are more than 5
@@ -123,6 +143,8 @@ class ClassificationTask(ZooTask):
         metrics.reset()
         matrix = confusion.compute().cpu().numpy()
         confusion.reset()
+        if stage == "test" and self.num_classes <= PER_CLASS_MAX:
+            self.log_dict(per_class_rates(matrix, self.class_names, stage))
         if stage == "val":  # plotted once, at the end of training (a figure per epoch costs more than it shows)
             self._val_confusion_matrix = matrix
         else:
