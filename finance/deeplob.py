@@ -107,7 +107,7 @@ _BTC_CHECKPOINTS = (
 
 
 @register_model("finance/deeplob", card=ModelCard(
-    task="image_classification",
+    task="lob_trend",
     paper=Paper("DeepLOB: Deep Convolutional Neural Networks for Limit Order Books", arxiv="1808.03668",
                 venue="IEEE Transactions on Signal Processing 2019", code_url="https://github.com/zcakhaa/DeepLOB-Deep-"
                 "Convolutional-Neural-Networks-for-Limit-Order-Books"),

@@ -256,7 +256,7 @@ _FI2010_WEIGHTS = tuple(
                    (5, "4d606d22ac0f1fad2238787a30d111af7dc975d0ea23c48a11c4c797db74bf5d"),
                    (10, "bcf32a73fe974b57778d0436132f18a76c3e71f38af2fdc1068f711bc28bcd96"))
 )
-TASK = "image_classification"
+TASK = "lob_trend"  # zoo.tasks.lob: macro F1, per-class F1, MCC and the majority / always-stationary baselines
 
 
 def _card(num_params: int, macs: int, input_shape: tuple[int, int], recipes: dict, notes: str,
