@@ -147,3 +147,13 @@ def test_url_with_wrong_hash_is_refused_and_deleted(tmp_path, source_model, http
         zoo.create_model(MODEL, pretrained=f"{base}/eca.pth#sha256={digest}")
     with pytest.raises(CheckpointError, match="could not download"):
         zoo.create_model(MODEL, pretrained=f"{base}/absent.pth")
+
+
+def test_save_pretrained_keeps_a_model_whose_modules_alias(tmp_path):
+    """MLPLOB's released layout has first_layer == layers.0 (two keys, one tensor): it saves and loads back."""
+    model = zoo.create_model("finance/mlplob")
+    assert model.state_dict()["first_layer.weight"].data_ptr() == model.state_dict()["layers.0.weight"].data_ptr()
+    zoo.save_pretrained(model, tmp_path / "mlplob")
+    loaded = zoo.create_model("finance/mlplob", pretrained=str(tmp_path / "mlplob"))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key

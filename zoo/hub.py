@@ -334,7 +334,9 @@ def save_pretrained(model: nn.Module, directory: str | Path) -> Path:
         raise ValueError("save_pretrained needs a model built by zoo.create_model (it records the model id)")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state_dict = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    # clone: a model may alias one module under two names (MLPLOB's first_layer is layers.0, as released), and
+    # safetensors refuses tensors that share memory
+    state_dict = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     save_file(state_dict, directory / WEIGHTS_NAME, metadata={"format": "pt", "model_id": config["model_id"]})
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=list) + "\n")
     saved = {**config, "num_params": sum(p.numel() for p in model.parameters())}
