@@ -87,7 +87,7 @@ def grouped_split(groups: Sequence, val: float, test: float, seed: int = 0,
 def chronological_split(n: int, val: float, test: float, gap: int = 0) -> Split:
     """The first rows train, the next validate, the last test, leaving ``gap`` rows out before val and test."""
     _check_fractions(val, test)
-    n_test, n_val = int(round(n * test)), int(round(n * val))
+    n_test, n_val = round(n * test), round(n * val)
     n_train = n - n_val - n_test - gap * ((n_val > 0) + (n_test > 0))
     if n_train < 1:
         raise DataError(f"{n} time steps are too few for val {val}, test {test} and a gap of {gap}")
