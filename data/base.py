@@ -35,6 +35,33 @@ def seed_worker(worker_id: int) -> None:
         transform.set_random_seed(seed)
 
 
+def bundled_photos(skimage_names: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket")
+                   ) -> dict[str, np.ndarray]:
+    """Real photos that ship with the installed packages, name -> uint8 (H, W, 3): scikit-learn's two sample
+    images and, when scikit-image is installed, its ``skimage_names`` (grey ones repeated to three channels; one
+    that would need a download is left out). The offline defaults of restoration and detection are built on them."""
+    import logging
+
+    from sklearn.datasets import load_sample_images
+
+    sample = load_sample_images()
+    photos = {Path(name).stem: image for name, image in zip(sample.filenames, sample.images, strict=True)}
+    try:
+        import skimage.data
+    except ImportError:
+        logging.getLogger(__name__).info("scikit-image is not installed: only scikit-learn's two photos are used")
+        return photos
+    for name in skimage_names:
+        try:
+            image = np.asarray(getattr(skimage.data, name)())
+        except Exception:  # a photo that needs a download is left out
+            continue
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=-1)
+        photos[name] = np.ascontiguousarray(image[..., :3]).astype(np.uint8)
+    return photos
+
+
 class ZooDataModule(L.LightningDataModule):
     """Base of the zoo data modules.
 

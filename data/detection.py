@@ -55,7 +55,7 @@ import torch
 import yaml
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
-from zoo.data.base import ZooDataModule, cache_root
+from zoo.data.base import ZooDataModule, bundled_photos, cache_root
 from zoo.data.splits import grouped_split, random_split
 
 from zoo.errors import DataError
@@ -525,30 +525,11 @@ def detection_collate(samples: list[tuple[torch.Tensor, dict]]) -> tuple[torch.T
     return torch.stack([s[0] for s in samples]), [s[1] for s in samples]
 
 
+DETECTION_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "brick", "grass", "gravel",
+                    "camera", "coins", "moon")
+
+
 # --- the offline default -----------------------------------------------------------------------------------------
-def _bundled_photos() -> dict[str, np.ndarray]:
-    """Real photos shipped with scikit-learn and scikit-image (when installed): name -> uint8 (H, W, 3)."""
-    from sklearn.datasets import load_sample_images
-
-    sample = load_sample_images()
-    photos = {Path(n).stem: im for n, im in zip(sample.filenames, sample.images, strict=True)}
-    try:
-        import skimage.data
-    except ImportError:
-        log.info("scikit-image is not installed: the detection default uses scikit-learn's two photos only")
-        return photos
-    for name in ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "brick", "grass", "gravel",
-                 "camera", "coins", "moon"):
-        try:
-            image = np.asarray(getattr(skimage.data, name)())
-        except Exception:  # a photo that needs a download is left out
-            continue
-        if image.ndim == 2:
-            image = np.repeat(image[..., None], 3, axis=-1)
-        photos[name] = np.ascontiguousarray(image[..., :3]).astype(np.uint8)
-    return photos
-
-
 def _shape_mask(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """A filled shape (float mask (size, size) in [0, 1]) at a random rotation, touching the square's borders
     along at least one axis only roughly (the exact box is taken from the mask)."""
@@ -605,7 +586,7 @@ def write_synthetic_detection(folder: Path, objects: Literal["shapes", "digits"]
     if (folder / "VERSION").is_file() and (folder / "VERSION").read_text().strip() == version:
         return folder
     rng = np.random.default_rng(seed)
-    photos = _bundled_photos()
+    photos = bundled_photos(DETECTION_PHOTOS)
     photo_names = sorted(photos)
     split = grouped_split(photo_names, 0.2, 0.2, seed)
     part_photos = {part: [photo_names[i] for i in getattr(split, part)] for part in ("train", "val", "test")}

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
-from zoo.data.base import ZooDataModule, cache_root
+from zoo.data.base import ZooDataModule, bundled_photos, cache_root
 from zoo.data.splits import grouped_split
 
 from zoo.errors import DataError
@@ -170,22 +170,6 @@ class PredictImages(Dataset):
 
 
 # --- the offline default: physical haze on real photos ---------------------------------------------------------
-def _bundled_photos() -> dict[str, np.ndarray]:
-    """Real colour photos that ship with the installed packages: name -> uint8 (H, W, 3)."""
-    from sklearn.datasets import load_sample_images
-
-    sample = load_sample_images()
-    photos = {Path(name).stem: image for name, image in zip(sample.filenames, sample.images, strict=True)}
-    try:
-        import skimage.data
-    except ImportError:
-        log.info("scikit-image is not installed: the haze default uses scikit-learn's two photos only")
-    else:
-        for name in ("astronaut", "chelsea", "coffee", "rocket"):
-            photos[name] = getattr(skimage.data, name)()
-    return photos
-
-
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int = 4) -> np.ndarray:
     """A smooth random field in [0, 1] (bilinear upsampling of a coarse grid)."""
     coarse = Image.fromarray((rng.random((cells, cells)) * 255).astype(np.uint8))
@@ -222,7 +206,7 @@ def write_synthetic_haze(folder: Path, tile: int = 128, short_side: int = 384, h
     if (folder / "VERSION").is_file() and (folder / "VERSION").read_text().strip() == SYNTHETIC_VERSION:
         return folder
     rng = np.random.default_rng(seed)
-    photos = _bundled_photos()
+    photos = bundled_photos()
     names = sorted(photos)
     split = grouped_split(names, val_fraction, test_fraction, seed) if len(names) >= 3 else None
     part_of = {}
