@@ -56,6 +56,7 @@ import yaml
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from zoo.data.base import ZooDataModule, bundled_photos, cache_root
+from zoo.data.images import read_image
 from zoo.data.splits import grouped_split, random_split
 
 from zoo.errors import DataError
@@ -93,15 +94,6 @@ class ImageRecord:
         xc, yc, w, h = self.boxes.T
         return np.stack([(xc - w / 2) * width, (yc - h / 2) * height, (xc + w / 2) * width,
                          (yc + h / 2) * height], 1).clip(0, [width, height, width, height]).astype(np.float32)
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3); an unreadable file raises DataError naming it."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"cannot read image {path}: {err}") from None
 
 
 def image_size_of(path: Path) -> tuple[int, int]:
@@ -457,7 +449,7 @@ class DetectionDataset(Dataset):
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(image (H, W, 3) uint8, boxes (n, 4) pixels, labels (n,)) of the original image."""
         record = self.records[index]
-        image = read_rgb(record.path)
+        image = read_image(record.path)
         h, w = image.shape[:2]
         boxes, labels = _clip_boxes(record.pixel_boxes(w, h), record.labels, w, h, min_side=0.0)
         if len(boxes) != len(record.labels):

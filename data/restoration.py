@@ -33,9 +33,10 @@ from pathlib import Path
 import albumentations as A
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from zoo.data.base import ZooDataModule, bundled_photos, cache_root
+from zoo.data.images import read_image
 from zoo.data.splits import grouped_split
 
 from zoo.errors import DataError
@@ -53,11 +54,7 @@ SYNTHETIC_NAME, SYNTHETIC_VERSION = "dehazing_photos", "1"
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """An image file as float32 RGB (H, W, 3) in [0, 1]; an unreadable file raises DataError naming it."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"cannot read image {path}: {err}") from err
+    return read_image(path).astype(np.float32) / 255.0
 
 
 def _images(folder: Path) -> list[Path]:
