@@ -1,11 +1,15 @@
 """The registry and the model cards, checked against the real models (as torchvision's extended model tests do)."""
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 import zoo
+from zoo.card_index import build_index, load_index
 from zoo.cards import README_END, README_START, model_table
 from zoo.errors import DuplicateModelError
 from zoo.registry import ModelCard, Paper, get_entry, list_models, register_model
@@ -51,6 +55,33 @@ def test_readme_model_table_matches_the_registry():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     table = readme.split(README_START)[1].split(README_END)[0].strip()
     assert table == model_table(), "README.md is stale: run `python -m zoo.cards`"
+
+
+def test_card_index_is_current():
+    """`zoo list` and `zoo info` read the prebuilt index; it must say what the registry says."""
+    built = build_index()
+    saved = load_index()
+    assert saved is not None, "zoo/card_index.json is stale: run `python -m zoo.cards`"
+    assert json.loads(json.dumps(built)) == saved
+
+
+def test_stale_card_index_falls_back_to_the_registry(tmp_path, monkeypatch, capsys):
+    stale = tmp_path / "card_index.json"
+    stale.write_text(json.dumps({**build_index(), "fingerprint": "0" * 64}))
+    monkeypatch.setattr("zoo.card_index.INDEX_FILE", stale)
+    assert load_index(stale) is None
+    from zoo.cli import main
+
+    assert main(["list", "eca_mobile"]) == 0
+    assert "vision/eca_mobilenet_v2" in capsys.readouterr().out
+
+
+def test_listing_and_cards_do_not_import_torch():
+    code = ("import sys; from zoo.cli import main; main(['list']); main(['info', 'vision/dea_net']); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "vision/eca_resnet50" in result.stdout and "image_restoration" in result.stdout
 
 
 def test_a_card_must_name_a_registered_task_kind():

@@ -140,6 +140,14 @@ def render_card(model_id: str, saved: dict | None = None) -> str:
 README_START, README_END = "<!-- model-table:start -->", "<!-- model-table:end -->"
 
 
+def list_row(model_id: str) -> list[str]:
+    """The row of ``zoo list``: id, task, parameters (M), GMACs, input shape, weight sets."""
+    card = get_entry(model_id).card
+    macs = f"{card.macs / 1e9:.2f}" if card.macs is not None else "-"
+    weights = ", ".join(w.name for w in card.weights) or "-"
+    return [model_id, card.task, f"{card.num_params / 1e6:.2f}", macs, "x".join(map(str, card.input_shape)), weights]
+
+
 def model_table() -> str:
     """The README's model table, generated from the registry (one row per id)."""
     from zoo.registry import list_models
@@ -168,5 +176,8 @@ def update_readme(path: str = "README.md") -> bool:
     return updated != text
 
 
-if __name__ == "__main__":  # python -m zoo.cards: refresh the README's model table
+if __name__ == "__main__":  # python -m zoo.cards: refresh the README's model table and the card index
+    from zoo.card_index import INDEX_FILE, write_index
+
     print("README.md updated" if update_readme() else "README.md already up to date")
+    print(f"{INDEX_FILE.name} updated" if write_index() else f"{INDEX_FILE.name} already up to date")

@@ -6,6 +6,8 @@
     zoo validate|test|predict [MODEL] --ckpt CHECKPOINT [LightningCLI flags]
     zoo explain [MODEL] --ckpt CHECKPOINT --image PATH [--target CLASS] [--layer NAME] [--output PNG]
                                           Grad-CAM heat map of an image, written as a PNG
+    zoo export --ckpt CHECKPOINT --format onnx|torch_export [--output FILE]
+                                          the trained model as an ONNX file or a torch.export program
     zoo ui [--port 5000]                  the MLflow UI on the same store as the runs
 
 ``train`` and friends are LightningCLI underneath: ``--trainer.max_epochs 5``, ``--data.batch_size 64``,
@@ -27,7 +29,7 @@ import yaml
 
 from zoo.errors import ZooError
 
-COMMANDS = ("list", "info", "train", "validate", "test", "predict", "explain", "ui")
+COMMANDS = ("list", "info", "train", "validate", "test", "predict", "explain", "export", "ui")
 
 
 # --- list / info ------------------------------------------------------------------------------------------------
@@ -39,29 +41,41 @@ def _format_table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_list(pattern: str) -> int:
-    from zoo.registry import get_card, list_models
+    import fnmatch
+
+    from zoo.card_index import load_index
 
     if not any(c in pattern for c in "*?["):
         pattern = f"*{pattern}*"  # `zoo list eca` is a substring search
-    ids = list_models(pattern)
-    if not ids:
+    index = load_index()
+    if index is not None:  # answers without importing torch and the model files
+        rows = [m["row"] for i, m in index["models"].items() if fnmatch.fnmatchcase(i, pattern)]
+    else:
+        from zoo.cards import list_row
+        from zoo.registry import list_models
+
+        rows = [list_row(model_id) for model_id in list_models(pattern)]
+    if not rows:
         print(f"no model matches {pattern!r}; `zoo list` shows them all", file=sys.stderr)
         return 1
-    rows = []
-    for model_id in ids:
-        card = get_card(model_id)
-        macs = f"{card.macs / 1e9:.2f}" if card.macs is not None else "-"
-        weights = ", ".join(w.name for w in card.weights) or "-"
-        shape = "x".join(map(str, card.input_shape))
-        rows.append([model_id, card.task, f"{card.num_params / 1e6:.2f}", macs, shape, weights])
     print(_format_table(rows, ["model", "task", "params (M)", "GMACs", "input", "weights"]))
     return 0
 
 
 def cmd_info(model_id: str) -> int:
-    from zoo.cards import card_fields
+    from zoo.card_index import load_index
 
-    fields = card_fields(model_id)
+    index = load_index()
+    if index is not None:
+        if model_id not in index["models"]:
+            from zoo.registry import unknown_model
+
+            raise unknown_model(model_id, list(index["models"]))
+        fields = index["models"][model_id]["info"]
+    else:
+        from zoo.cards import card_fields
+
+        fields = card_fields(model_id)
     width = max(len(label) for label, _ in fields)
     for label, value in fields:
         print(f"{label.ljust(width)}  {value}")
@@ -473,9 +487,16 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_ui(options.host, options.port)
         if command == "explain":
             return cmd_explain(rest)
+        if command == "export":
+            from zoo.export import cmd_export
+
+            return cmd_export(rest)
         return cmd_lightning(command, rest)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `zoo list | head`: the reader has gone, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as err:
         if debug:
             raise

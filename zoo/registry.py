@@ -22,15 +22,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # torch is not imported to list or describe models
+    from torch import nn
 
 from zoo.errors import DuplicateModelError, UnknownModelError, UnknownTaskError
 
 ENTRY_POINT_GROUP = "zoo.models"
 
-CheckpointFilter = Callable[[dict[str, Any], nn.Module], dict[str, Any]]
+CheckpointFilter = Callable[[dict[str, Any], "nn.Module"], dict[str, Any]]
 KwargsFromCheckpoint = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -299,7 +300,11 @@ def get_entry(model_id: str) -> ModelEntry:
     _discover()
     if model_id in _REGISTRY:
         return _REGISTRY[model_id]
-    ids = list(_REGISTRY)
+    raise unknown_model(model_id, list(_REGISTRY))
+
+
+def unknown_model(model_id: str, ids: list[str]) -> UnknownModelError:
+    """The error for an id that is not among ``ids``, naming the closest ones."""
     close = difflib.get_close_matches(model_id, ids, n=5, cutoff=0.5)
     # Also match on the name without its domain, so "eca_resnet50" finds "vision/eca_resnet50".
     by_name = {i.rpartition("/")[2]: i for i in ids}
@@ -307,7 +312,7 @@ def get_entry(model_id: str) -> ModelEntry:
         if by_name[name] not in close:
             close.append(by_name[name])
     hint = f"; did you mean {', '.join(close[:5])}?" if close else "; `zoo list` shows every id"
-    raise UnknownModelError(f"unknown model id {model_id!r}{hint}")
+    return UnknownModelError(f"unknown model id {model_id!r}{hint}")
 
 
 def get_card(model_id: str) -> ModelCard:
