@@ -171,3 +171,18 @@ def test_official_lightning_checkpoint_is_read_without_running_its_pickles(tmp_p
     with pytest.raises(CheckpointError, match="no model weights"):
         torch.save({"state_dict": {}}, tmp_path / "empty.pt")
         read_official_checkpoint(tmp_path / "empty.pt")
+
+
+def test_axis_layer_folded_projections_match_the_official_path():
+    # without return_attention the layer folds q/k/v into the in-projection and out_proj into w0 (one linear map
+    # each); outputs and every gradient must equal the official MultiheadAttention path
+    torch.manual_seed(0)
+    layer = AxisTransformerLayer(12, num_heads=3, out_dim=4).double()
+    x = torch.randn(2, 5, 12, dtype=torch.float64, requires_grad=True)
+    official, _ = layer(x, return_attention=True)
+    folded = layer(x)
+    torch.testing.assert_close(folded, official)
+    inputs = [x, *layer.parameters()]
+    for a, b in zip(torch.autograd.grad(official.sum(), inputs), torch.autograd.grad(folded.sum(), inputs),
+                    strict=True):
+        torch.testing.assert_close(a, b)
