@@ -101,6 +101,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per model and format")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "export_support.md"))
     parser.add_argument("--fresh", action="store_true", help="forget the results of earlier runs")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds for the whole sweep; what is left when they are spent is not tried")
     options = parser.parse_args()
     if options.one:
         print(json.dumps(try_one(options.one, options.format)))
@@ -116,11 +118,18 @@ def main() -> int:
     store = Path(options.output).with_suffix(".json")
     results: dict[str, dict[str, dict]] = {} if options.fresh or not store.exists() else json.loads(store.read_text())
     print(f"{len(ids)} models, {load_average()}", flush=True)
+    deadline = time.monotonic() + options.budget if options.budget else None
     for model_id in sorted(ids, key=lambda i: macs[i]):  # the cheap ones first
         for fmt in FORMATS:
             if fmt in results.get(model_id, {}):
                 continue
-            result = run_child(model_id, fmt, options.timeout)
+            left = deadline - time.monotonic() if deadline else options.timeout
+            if left < 20:
+                continue  # shown as "not tried (time)"; a later run with more time tries it
+            result = run_child(model_id, fmt, min(options.timeout, left))
+            if result["ok"] is None and left < options.timeout:
+                print(f"{model_id:32s} {fmt:12s} stopped: the sweep's time is spent", flush=True)
+                continue
             results.setdefault(model_id, {})[fmt] = result
             store.parent.mkdir(parents=True, exist_ok=True)
             store.write_text(json.dumps(results, indent=1))

@@ -104,7 +104,14 @@ def example_inputs(model: nn.Module, model_id: str, checkpoint: dict[str, Any] |
     from zoo.registry import get_card
 
     card = get_card(model_id)
-    parameters = list(inspect.signature(model.forward).parameters)
+    signature = inspect.signature(model.forward)
+    required = [n for n, p in signature.parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty]
+    if required:
+        raise ZooError(f"{model_id} needs {', '.join(required)} at inference besides its inputs (keyword "
+                       f"argument{'s' if len(required) > 1 else ''} of {type(model).__name__}.forward, e.g. the "
+                       "training rows a retrieval model looks up); zoo export cannot give them")
+    parameters = list(signature.parameters)
     if parameters[:3] == list(TABULAR_INPUTS):
         config = {**_factory_defaults(model_id), **(getattr(model, "zoo_config", {}).get("model_kwargs") or {})}
         cardinalities = [int(c) for c in config.get("cat_cardinalities") or ()]
@@ -153,6 +160,9 @@ def failure_reason(err: BaseException) -> str:
     first = re.sub(r"\s+", " ", first)
     if len(first) > 220:
         first = first[:217] + "..."
+    if "Constraints violated" in first and "specialized it to be a constant" in text:
+        return ("the model's code fixes the batch size, so it cannot be a dynamic dimension (torch.export: "
+                f"{first.split('!')[0]}; TORCH_LOGS=+dynamic shows where)")
     found = _OPERATOR.search(text)
     operator = found.group(1).removeprefix("torch.ops.") if found else None
     if operator and first.startswith("Error when translating node"):
@@ -270,6 +280,10 @@ def _check_onnx(path: Path, module: nn.Module, specs: list[InputSpec], generator
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
+    fixed = [i for i in session.get_inputs() if i.shape and isinstance(i.shape[0], int)]
+    if fixed:  # the exporter fell back to a static graph
+        raise ZooError(f"the batch dimension of input {fixed[0].name} is fixed at {fixed[0].shape[0]} in the ONNX "
+                       "graph: the model's code fixes the batch size, so it cannot be a dynamic dimension")
     differences = {}
     for batch in batches:
         inputs = [s.sample(batch, generator) for s in specs]
