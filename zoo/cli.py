@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from zoo.errors import ZooError
+from zoo.errors import RunStoppedError, ZooError
 
 COMMANDS = ("list", "info", "train", "validate", "test", "predict", "explain", "export", "ui")
 
@@ -501,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         cause = _zoo_cause(err)
+        if isinstance(cause, RunStoppedError):  # not an error: the run was asked to stop and can be resumed
+            print(f"zoo {command}: {str(cause).strip()}", file=sys.stderr)
+            return cause.exit_code
         if cause is not None:
             print(f"zoo {command}: error: {str(cause).strip()}", file=sys.stderr)
         else:

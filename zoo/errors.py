@@ -55,3 +55,16 @@ class InputShapeError(ZooError, ValueError):
 
 class NonFiniteLossError(ZooError, FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class RunStoppedError(ZooError):
+    """The run was stopped by a signal (Ctrl-C, SIGTERM) at a clean point; its state is saved and it can be
+    resumed. The `zoo` command exits with 128 + the signal number, as a shell does for a signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class CheckpointWriteError(ZooError):
+    """A checkpoint could not be written (disk full, folder not writable); the last good one is kept."""

@@ -21,6 +21,7 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from typing_extensions import override
 
 from zoo.errors import ZooError
+from zoo.faults import FaultTolerance
 from zoo.registry import get_card
 from zoo.tasks.base import ZooTask, import_class
 from zoo.tasks.registry import get_task_class
@@ -137,9 +138,13 @@ class ZooCLI(LightningCLI):
                 "logger": {"class_path": f"{ZooMLFlowLogger.__module__}.ZooMLFlowLogger"},
                 "callbacks": [ZooCheckpoint("best"), ZooCheckpoint("last"),
                               LearningRateMonitor(logging_interval="step"), RunArtifacts(), RunSummary(), EpochLines(),
+                              FaultTolerance(),
                               *extra_callbacks],
                 "enable_autolog_hparams": False,
                 "enable_model_summary": False,  # RunSummary says it in one line ("Total FLOPs: 0" was wrong)
+                # torch's deterministic kernels where it has them; "warn" names each op that has none (some CUDA
+                # backward ops such as scatter_add_, index_add_ and adaptive pooling) instead of failing the run
+                "deterministic": "warn",
             },
             seed_everything_default=0, args=args, run=run,
             # no abbreviations: `--trainer.max_epoch 1` must not silently become `--trainer.max_epochs`
@@ -273,7 +278,7 @@ def run_lightning(command: str, task_kind: str, args: list[str], ckpt_path: str 
     if command != "train":
         getattr(trainer, command)(task, datamodule=datamodule, ckpt_path=ckpt_path)
         return 0
-    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)  # no pickled code runs
     if trainer.interrupted:
         return 1
     checkpoints = run_checkpoints(trainer)  # read now: testing the best checkpoint restores its older state

@@ -29,8 +29,8 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from zoo.errors import ZooError
-from zoo.store import default_tracking_uri, local_path
+from zoo.errors import RunStoppedError, ZooError
+from zoo.store import default_tracking_uri, local_path, prepare_store
 
 MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 CHECKPOINT_ARTIFACT_DIR = "checkpoints"
@@ -95,6 +95,7 @@ class ZooMLFlowLogger(MLFlowLogger):
     def __init__(self, experiment_name: str = "zoo", run_name: str | None = None, run_id: str | None = None,
                  tracking_uri: str | None = None, tags: dict[str, Any] | None = None, register_as: str | None = None):
         uri = tracking_uri or default_tracking_uri()
+        prepare_store(uri)
         artifact_location = None
         if uri.startswith("sqlite:"):
             artifact_location = (Path.cwd().resolve() / "mlruns" / experiment_name.replace("/", "_")).as_uri()
@@ -105,6 +106,8 @@ class ZooMLFlowLogger(MLFlowLogger):
         self.started = False  # whether the MLflow run exists yet (it is created on first use)
         self.register_as = register_as
         self.tracking_uri, self.experiment_name = uri, experiment_name
+        self.final_status: str | None = None  # "KILLED" when a signal stopped the run
+        self._logged_steps: dict[str, int] | None = None  # a resumed run's last logged step of each metric
 
     @property
     def experiment(self):
@@ -164,6 +167,24 @@ class ZooMLFlowLogger(MLFlowLogger):
         items = [Param(k, v) for k, v in params.items()]
         for start in range(0, len(items), 100):
             self.experiment.log_batch(run_id=self.run_id, params=items[start:start + 100])
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log metrics; a resumed run skips the steps it logged before it was killed (the resumed run recomputes
+        them from the last checkpoint), so that each metric's history has every step once."""
+        if self.resumed:
+            if self._logged_steps is None:
+                keys = self.experiment.get_run(self.run_id).data.metrics
+                self._logged_steps = {k: max(m.step for m in self.experiment.get_metric_history(self.run_id, k))
+                                      for k in keys}
+            metrics = {k: v for k, v in metrics.items() if (step or 0) > self._logged_steps.get(k, -1)}
+            if not metrics:
+                return
+        super().log_metrics(metrics, step)
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        super().finalize(self.final_status or status)
 
     @rank_zero_only
     def log_text(self, text: str, artifact_file: str) -> None:
@@ -288,5 +309,5 @@ class RunArtifacts(Callback):
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         logger = mlflow_logger(trainer)
-        if logger is not None and logger.started:
+        if logger is not None and logger.started and not isinstance(exception, RunStoppedError):
             logger.set_tags({"zoo.failure": f"{type(exception).__name__}: {exception}"[:MAX_PARAM_LENGTH]})
