@@ -66,6 +66,34 @@ def test_mlflow_uris_load_the_trained_model(trained_run, monkeypatch):
         zoo.create_model("vision/eca_resnet18", pretrained="models:/no-such-model/1")
 
 
+def test_run_page_shows_training_kind_dataset_and_logged_model(trained_run):
+    client, run = trained_run.client, trained_run.run
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # not the GenAI workspace
+    (dataset_input,) = run.inputs.dataset_inputs
+    dataset = dataset_input.dataset
+    assert dataset.name == "ImageClassificationData" and len(dataset.digest) == 8
+    assert json.loads(dataset.source)["source"] == str(trained_run.root / "digits")  # the folder it read
+    tags = {t.key: t.value for t in dataset_input.tags}
+    assert tags["mlflow.data.context"] == "training"
+    sizes = {k: int(tags[f"zoo.split.{k}"]) for k in ("train", "val", "test")}
+    assert sum(sizes.values()) == 600 and min(sizes.values()) > 0  # 60 images x 10 classes, every one in a split
+    assert json.loads(dataset.profile)["num_rows"] == 600
+    logged = client.search_logged_models([run.info.experiment_id])
+    assert [o.model_id for o in run.outputs.model_outputs] == [logged[0].model_id]  # listed on the run page
+
+
+def test_system_metrics_are_sampled_during_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    assert main(["train", "vision/eca_resnet18", *TINY, "--trainer.max_epochs", "2"]) == 0
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
+    assert len(client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")) >= 1
+
+
 def test_resume_continues_the_same_run(tmp_path, capsys):
     assert main(["train", "vision/eca_resnet18", *TINY, "--trainer.max_epochs", "1"]) == 0
     from mlflow import MlflowClient

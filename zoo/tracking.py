@@ -34,6 +34,12 @@ from zoo.store import default_tracking_uri, local_path, prepare_store
 
 MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 CHECKPOINT_ARTIFACT_DIR = "checkpoints"
+# The experiment tag MLflow 3's UI reads to pick the workspace (it has no Python constant; the UI's enum
+# ExperimentKind holds "custom_model_development" for model training, "genai_development" for GenAI).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+SYSTEM_METRICS_INTERVAL_S = 10.0  # MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it
+SPLITS = ("train", "val", "test")
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -108,6 +114,8 @@ class ZooMLFlowLogger(MLFlowLogger):
         self.tracking_uri, self.experiment_name = uri, experiment_name
         self.final_status: str | None = None  # "KILLED" when a signal stopped the run
         self._logged_steps: dict[str, int] | None = None  # a resumed run's last logged step of each metric
+        self._kind_checked = False
+        self._system_monitor = None
 
     @property
     def experiment(self):
@@ -121,7 +129,67 @@ class ZooMLFlowLogger(MLFlowLogger):
                 raise ZooError(f"no MLflow run {self.resume_run_id} in {self.tracking_uri}") from err
             raise
         self.started = True
+        if not self._kind_checked:
+            self._kind_checked = True
+            self._mark_training_experiment(client)
         return client
+
+    def _mark_training_experiment(self, client) -> None:
+        """Tag the experiment as model training (MLflow 3's UI opens untagged ones in the GenAI workspace);
+        an experiment a person already gave a kind keeps it."""
+        experiment = client.get_experiment(self._experiment_id)
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING)
+
+    @rank_zero_only
+    def start_system_metrics(self) -> None:
+        """Sample CPU, memory, disk, network (and GPU when there is one) into ``system/*`` metrics of the run,
+        every ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` seconds (10 by default), until the run ends."""
+        if self._system_monitor is not None:
+            return
+        import logging
+
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop lines in the output
+        monitor = SystemMetricsMonitor(self.run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S,
+                                       resume_logging=self.resumed, tracking_uri=self.tracking_uri)
+        monitor.start()
+        self._system_monitor = monitor
+
+    def stop_system_metrics(self) -> None:
+        monitor, self._system_monitor = self._system_monitor, None
+        if monitor is not None:
+            monitor.finish()
+
+    @rank_zero_only
+    def log_dataset(self, datamodule: Any) -> None:
+        """Record the data module as the run's input: name, source, a digest of what selects the data (its
+        class and settings) and the split sizes, so the run page lists it under "Datasets"."""
+        import hashlib
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        hparams = {k: str(v) for k, v in sorted(dict(getattr(datamodule, "hparams", {}) or {}).items())}
+        sizes = {}
+        for split in SPLITS:
+            subset = getattr(datamodule, f"{split}_set", None)
+            try:
+                sizes[split] = len(subset) if subset is not None else None
+            except TypeError:  # an iterable data set without a length
+                sizes[split] = None
+        sizes = {k: v for k, v in sizes.items() if v is not None}
+        name = type(datamodule).__name__
+        source_value = next((hparams[k] for k in ("source", "root", "path", "name") if hparams.get(k)), name)
+        source = json.dumps({"datamodule": f"{type(datamodule).__module__}.{name}", "source": source_value,
+                             "description": datamodule.describe() if hasattr(datamodule, "describe") else name})
+        digest = hashlib.sha256(json.dumps([name, hparams, sizes]).encode()).hexdigest()[:8]
+        profile = json.dumps({"num_rows": sum(sizes.values()), **{f"{k}_size": v for k, v in sizes.items()}})
+        dataset = Dataset(name=name, digest=digest, source_type="zoo", source=source, profile=profile)
+        tags = [InputTag("mlflow.data.context", "training")]
+        tags += [InputTag(f"zoo.split.{k}", str(v)) for k, v in sizes.items()]
+        self.experiment.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
 
     @property
     def save_dir(self) -> str:
@@ -184,6 +252,7 @@ class ZooMLFlowLogger(MLFlowLogger):
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
+        self.stop_system_metrics()
         super().finalize(self.final_status or status)
 
     @rank_zero_only
@@ -215,6 +284,10 @@ class ZooMLFlowLogger(MLFlowLogger):
                                             tags=dict(tags))
         client.log_model_artifacts(logged.model_id, str(folder))
         client.finalize_logged_model(logged.model_id, "READY")
+        from mlflow.entities import LoggedModelOutput
+
+        # Without the output link the run page shows "Logged models: -" (source_run_id alone does not list it).
+        client.log_outputs(self.run_id, [LoggedModelOutput(logged.model_id, step=0)])
         uri = f"models:/{logged.model_id}"
         if self.register_as:
             import mlflow
@@ -288,7 +361,16 @@ class ZooSaveConfig(SaveConfigCallback):
 
 class RunArtifacts(Callback):
     """Upload checkpoints when the artifact store is remote, log the best weights as an MLflow model, and record
-    why a run failed."""
+    why a run failed; record the data set as the run's input and sample system metrics while it trains."""
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        logger = mlflow_logger(trainer)
+        if logger is None or trainer.global_rank != 0:
+            return
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None and not logger.resumed:  # a resumed run already lists its input
+            logger.log_dataset(datamodule)
+        logger.start_system_metrics()
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         logger = mlflow_logger(trainer)
