@@ -11,6 +11,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.errors import DataError
@@ -35,17 +36,24 @@ def seed_worker(worker_id: int) -> None:
         transform.set_random_seed(seed)
 
 
-def bundled_photos(skimage_names: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket")
-                   ) -> dict[str, np.ndarray]:
+def bundled_photos(skimage_names: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket"),
+                   matplotlib_names: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Real photos that ship with the installed packages, name -> uint8 (H, W, 3): scikit-learn's two sample
-    images and, when scikit-image is installed, its ``skimage_names`` (grey ones repeated to three channels; one
-    that would need a download is left out). The offline defaults of restoration and detection are built on them."""
+    images, matplotlib's sample photos ``matplotlib_names`` (e.g. ``grace_hopper.jpg``) and, when scikit-image is
+    installed, its ``skimage_names`` (grey ones repeated to three channels; one that would need a download is left
+    out). The offline defaults of restoration and detection are built on them."""
     import logging
 
     from sklearn.datasets import load_sample_images
 
     sample = load_sample_images()
     photos = {Path(name).stem: image for name, image in zip(sample.filenames, sample.images, strict=True)}
+    if matplotlib_names:
+        import matplotlib.cbook
+
+        for name in matplotlib_names:
+            with matplotlib.cbook.get_sample_data(name) as file:
+                photos[Path(name).stem] = np.asarray(Image.open(file).convert("RGB"))
     try:
         import skimage.data
     except ImportError:

@@ -11,11 +11,13 @@ Folder layouts read by :func:`find_pairs` (a root holding a degraded and a clean
 Degraded folders are named ``hazy``, ``haze``, ``IN`` or ``input``; clean ones ``clear``, ``gt``, ``GT``,
 ``target`` or ``clean``.
 
-Offline default (:func:`write_synthetic_haze`): the real photos bundled with scikit-learn (china, flower) and
-scikit-image (astronaut, chelsea, coffee, rocket, when installed) are cut into tiles, and each tile is hazed with
+Offline default (:func:`write_synthetic_haze`): the real photos bundled with scikit-learn (china, flower),
+matplotlib (grace_hopper) and scikit-image (scenes and textures, when installed) are cut into tiles, and each tile
+is hazed ten times (as RESIDE ITS does) with
 the atmospheric scattering model ``I = J t + A (1 - t)``, ``t = exp(-beta d)``, beta ~ U(0.6, 1.8) (RESIDE's range)
 and A ~ U(0.7, 1.0) drawn per image and written into the file name as RESIDE does, over a synthetic depth ``d``
-(farther towards the top of the photo, with smooth random variation; real depth is not available offline). The
+(farther towards the top of the photo, with smooth random variation, drawn anew for every hazy version; real
+depth is not available offline). The
 files are written once into ``cache_root()/dehazing_photos`` in the RESIDE layout and read by the same reader as
 user data; whole photos are kept apart between train, val and test. Simulated haze: the card, a README.txt in the
 folder and ``describe()`` say so.
@@ -23,6 +25,7 @@ folder and ``describe()`` say so.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -49,7 +52,11 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 HAZY_FOLDERS = ("hazy", "haze", "IN", "input")
 CLEAR_FOLDERS = ("clear", "gt", "GT", "target", "clean")
 SOTS_HAZY_SIZE, SOTS_CLEAR_SIZE = (460, 620), (480, 640)  # (H, W)
-SYNTHETIC_NAME, SYNTHETIC_VERSION = "dehazing_photos", "1"
+SYNTHETIC_NAME, SYNTHETIC_VERSION = "dehazing_photos", "2"
+# scikit-image's photographs of scenes and textures (grey ones as three equal channels) and matplotlib's portrait,
+# on top of scikit-learn's two: dehazing must generalise across scenes, which three training photos do not teach
+RESTORATION_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "brick", "grass",
+                      "gravel")
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -196,14 +203,14 @@ def _tiles(photo: np.ndarray, size: int, short_side: int) -> list[np.ndarray]:
             for x in range(0, array.shape[1] - size + 1, size)]
 
 
-def write_synthetic_haze(folder: Path, tile: int = 128, short_side: int = 384, hazy_per_clear: int = 3,
+def write_synthetic_haze(folder: Path, tile: int = 128, short_side: int = 384, hazy_per_clear: int = 10,
                          val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0) -> Path:
     """Write hazy/clear pairs made from the bundled photos into ``folder/{train,val,test}/{hazy,clear}`` (RESIDE
     layout: ``hazy/<id>_<A>_<beta>.png``, ``clear/<id>.png``), once; returns ``folder``."""
     if (folder / "VERSION").is_file() and (folder / "VERSION").read_text().strip() == SYNTHETIC_VERSION:
         return folder
     rng = np.random.default_rng(seed)
-    photos = bundled_photos()
+    photos = bundled_photos(RESTORATION_PHOTOS, ("grace_hopper.jpg",))
     names = sorted(photos)
     split = grouped_split(names, val_fraction, test_fraction, seed) if len(names) >= 3 else None
     part_of = {}
@@ -222,8 +229,8 @@ def write_synthetic_haze(folder: Path, tile: int = 128, short_side: int = 384, h
             (out / "clear").mkdir(parents=True, exist_ok=True)
             Image.fromarray(clear_tile).save(out / "clear" / f"{next_id}.png")
             clear = clear_tile.astype(np.float32) / 255.0
-            depth = synthetic_depth(tile, tile, rng)
             for _ in range(hazy_per_clear):
+                depth = synthetic_depth(tile, tile, rng)
                 beta, airlight = float(rng.uniform(0.6, 1.8)), float(rng.uniform(0.7, 1.0))
                 hazy = synthesise_haze(clear, depth, round(beta, 2), round(airlight, 2))
                 Image.fromarray((hazy * 255 + 0.5).astype(np.uint8)).save(
@@ -232,17 +239,23 @@ def write_synthetic_haze(folder: Path, tile: int = 128, short_side: int = 384, h
             next_id += 1
     (staging / "README.txt").write_text(
         "SIMULATED HAZE written by zoo.data.restoration.write_synthetic_haze: real photos bundled with "
-        f"scikit-learn / scikit-image ({', '.join(names)}), cut into {tile}x{tile} tiles, hazed with "
+        f"scikit-learn, scikit-image and matplotlib ({', '.join(names)}), cut into {tile}x{tile} tiles, hazed with "
         "I = J t + A (1 - t), t = exp(-beta d), beta ~ U(0.6, 1.8), A ~ U(0.7, 1.0) per image (in the file name: "
-        "<id>_<A>_<beta>.png), over a synthetic depth d (farther towards the top; not measured depth). "
+        f"<id>_<A>_<beta>.png), {hazy_per_clear} per clear tile as in RESIDE ITS, each over its own synthetic depth d "
+        "(farther towards the top; not measured depth). "
         f"Whole photos are kept apart between the splits: {', '.join(f'{p} {n}' for p, n in counts.items())} "
         "hazy images.\n")
     (staging / "VERSION").write_text(SYNTHETIC_VERSION + "\n")
+    if folder.is_dir():  # an older version: moved aside first, since a rename never replaces a full folder
+        stale = Path(tempfile.mkdtemp(prefix=f".{folder.name}-old-", dir=folder.parent))
+        with contextlib.suppress(OSError):
+            os.replace(folder, stale / folder.name)
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         os.replace(staging, folder)  # atomic; another process may have written it meanwhile
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
-        if not (folder / "VERSION").is_file():
+        if not (folder / "VERSION").is_file() or (folder / "VERSION").read_text().strip() != SYNTHETIC_VERSION:
             raise
     return folder
 
@@ -300,7 +313,8 @@ class DehazingData(ZooDataModule):
 
     def describe(self) -> str:
         self._resolve()
-        source = ("SIMULATED haze (I = J t + A (1 - t)) on real photos bundled with scikit-learn/scikit-image, "
+        source = ("SIMULATED haze (I = J t + A (1 - t)) on real photos bundled with scikit-learn, scikit-image and "
+                  "matplotlib, "
                   f"in {cache_root() / SYNTHETIC_NAME}" if self.hparams.root is None else
                   f"paired folders {self.hparams.root} (val {self.hparams.val_root or 'split off'}, "
                   f"test {self.hparams.test_root or 'the validation set'})")

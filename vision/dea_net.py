@@ -271,7 +271,10 @@ _NOTES = (
     "graph (3,653,377 parameters); official training checkpoints ({'model': ...}, with or without 'module.') build "
     "the training graph (7,789,313). Pass deploy=False with released weights to fine-tune them with DEConv (merged "
     "kernel in the vanilla branch, difference branches at zero). Input sides must be multiples of 4. The quick "
-    "start trains a small configuration on hazy pairs synthesised from real photos (I = J t + A (1 - t))."
+    "start trains a small configuration (base width 8, 1/1/2 blocks) on SIMULATED hazy pairs synthesised from real "
+    "photos (I = J t + A (1 - t)); measured on photos it never saw: test PSNR 17.1 dB against the hazy input's "
+    "15.1 dB (SSIM 0.71 against 0.82: so small a model smooths texture), about 3.5 minutes on 2 CPU cores; the dark "
+    "channel prior reaches 18.2 dB on the same pairs (benchmarks/results/dea_net.md)."
 )
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 from zoo.data.restoration import (
+    SYNTHETIC_VERSION,
     DehazingData,
     PairedImages,
     find_pairs,
@@ -102,10 +103,16 @@ def test_physical_haze_model():
 
 
 def test_offline_default_is_written_once_in_reside_layout_from_real_photos(tmp_path):
-    folder = write_synthetic_haze(tmp_path / "haze")
+    write = lambda: write_synthetic_haze(tmp_path / "haze", hazy_per_clear=2)  # noqa: E731
+    folder = write()
     assert "SIMULATED" in (folder / "README.txt").read_text()
     stamp = (folder / "VERSION").stat().st_mtime_ns
-    assert write_synthetic_haze(tmp_path / "haze") == folder and (folder / "VERSION").stat().st_mtime_ns == stamp
+    assert write() == folder and (folder / "VERSION").stat().st_mtime_ns == stamp
+    (folder / "VERSION").write_text("0\n")  # a cache written by an older zoo is replaced, not kept
+    (folder / "stale.txt").write_text("old")
+    assert write() == folder and not (folder / "stale.txt").exists()
+    assert (folder / "VERSION").read_text().strip() == SYNTHETIC_VERSION
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging or old copy left behind
     clear_ids = {}
     for part in ("train", "val", "test"):
         pairs = find_pairs(folder / part)
