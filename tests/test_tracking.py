@@ -208,3 +208,93 @@ def test_the_same_seed_gives_the_same_metrics(tmp_path):
     assert first.data.tags["mlflow.runName"] != second.data.tags["mlflow.runName"]
     for key in ("val/acc", "val/loss", "test/acc", "test/loss", "train/loss_epoch"):
         assert first.data.metrics[key] == second.data.metrics[key], key
+
+
+def _start_server(folder, port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder, start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    for _ in range(240):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return server
+        except OSError:
+            time.sleep(0.25)
+    server.kill()
+    pytest.fail("mlflow server did not start")
+
+
+def _stop(server: subprocess.Popen) -> None:
+    import contextlib
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)  # the server and its uvicorn worker
+    server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_tracking_server_that_goes_away_mid_run_loses_nothing(tmp_path):
+    from mlflow import MlflowClient
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = _start_server(tmp_path, port)
+    env = {k: v for k, v in os.environ.items() if k != "ZOO_FAULT"}
+    env.update({"MLFLOW_TRACKING_URI": url, "OMP_NUM_THREADS": "1"})
+    epochs = 8
+    train = subprocess.Popen(
+        [sys.executable, "-m", "zoo.cli", "train", "vision/eca_resnet18", *TINY, "--trainer.max_epochs", str(epochs),
+         "--trainer.log_every_n_steps", "1", "--trainer.logger.init_args.experiment_name", "outage"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "train.err").open("w"))
+    try:
+        client = MlflowClient(url)
+        deadline = time.monotonic() + 240
+        run_id = None
+        while time.monotonic() < deadline and train.poll() is None:  # kill the server after the first epoch
+            experiment = client.get_experiment_by_name("outage")
+            found = client.search_runs([experiment.experiment_id]) if experiment else []
+            if found and client.get_metric_history(found[0].info.run_id, "val/acc"):
+                run_id = found[0].info.run_id
+                break
+            time.sleep(0.2)
+        assert run_id is not None and train.poll() is None, (
+            f"the run ended before its first epoch was seen: {(tmp_path / 'train.err').read_text()[-3000:]}")
+        _stop(server)
+        logged_before = len(MlflowClient(f"sqlite:///{tmp_path / 'server.db'}").get_metric_history(run_id, "val/acc"))
+        train.wait(timeout=300)
+    finally:
+        if train.poll() is None:
+            train.kill()
+        _stop(server)
+    err = (tmp_path / "train.err").read_text()
+    assert train.returncode == 0, err[-3000:]  # training went on to the end
+    assert f"the MLflow tracking server {url} does not answer; training goes on" in err
+    assert f"python -m zoo.tracking replay {tmp_path}/runs/{run_id}/unlogged/unlogged.json" in err
+    local = tmp_path / "runs" / run_id
+    assert {p.name for p in (local / "checkpoints").iterdir()} >= {"best.ckpt", "last.ckpt"}  # kept locally
+    unlogged = json.loads((local / "unlogged" / "unlogged.json").read_text())["entries"]
+    buffered = sum(len(e.get("metrics", ())) for e in unlogged)
+    assert buffered > 0 and logged_before < epochs
+    # the server comes back; the printed command logs what was kept
+    server = _start_server(tmp_path, port)
+    try:
+        replayed = subprocess.run([sys.executable, "-m", "zoo.tracking", "replay",
+                                   str(local / "unlogged" / "unlogged.json")], cwd=tmp_path, env=env,
+                                  capture_output=True, text=True, timeout=300)
+        assert replayed.returncode == 0, replayed.stderr[-3000:]
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert sorted(m.step for m in client.get_metric_history(run_id, "val/acc")) == sorted(
+            {m.step for m in client.get_metric_history(run_id, "val/acc")})  # each epoch once
+        assert len(client.get_metric_history(run_id, "val/acc")) == epochs
+        assert "test/acc" in run.data.metrics
+        assert {a.path for a in client.list_artifacts(run_id, "checkpoints")} == {
+            "checkpoints/best.ckpt", "checkpoints/last.ckpt"}
+        assert [o.model_id for o in run.outputs.model_outputs]  # the model was logged too
+        print(f"outage: {logged_before} epoch(s) logged before the kill, {buffered} metric values kept and replayed")
+    finally:
+        _stop(server)

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import subprocess
 import sys
@@ -40,6 +42,174 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
 SYSTEM_METRICS_INTERVAL_S = 10.0  # MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it
 SPLITS = ("train", "val", "test")
+
+
+SERVER_RETRY_INTERVAL_S = 30.0  # while the server is away, one attempt to reach it per this many seconds
+UNLOGGED_FILE = "unlogged.json"
+# MLflow retries a failed request for minutes by default; a run whose server went away keeps training instead
+HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
+def _server_answers(uri: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+class BufferedClient:
+    """An MlflowClient whose writes to a tracking server that went away are kept instead of raising.
+
+    Writes (``log_batch``, ``set_tag``, ``log_text``, ``log_figure``, ``log_artifact``, ``set_terminated``) that
+    fail while the server's ``/health`` page does not answer are appended, in order, to a local queue: figures and
+    texts are written as files under ``<folder>/files``. The queue is retried (oldest first) at most once every
+    :data:`SERVER_RETRY_INTERVAL_S` seconds on the next write, and what is left at the end of the run is written to
+    ``<folder>/unlogged.json`` for :func:`replay`. Reads pass through unchanged. Only used for ``http(s)`` stores.
+    """
+
+    def __init__(self, client: Any, uri: str, folder: Path):
+        self._client, self._uri, self.folder = client, uri, folder
+        self.queue: list[dict[str, Any]] = []
+        self._last_failure = 0.0
+        self.warned = False
+        self.buffered_values = 0  # metric values queued, in total
+        self.replayed_values = 0  # of which logged later, during the run
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def _file(self, name: str) -> Path:
+        path = self.folder / "files" / f"{len(self.queue):05d}" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _apply(self, entry: dict[str, Any]) -> None:
+        _apply_entry(self._client, entry)
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        import time
+
+        if self.queue:
+            if time.monotonic() - self._last_failure < SERVER_RETRY_INTERVAL_S:
+                self._enqueue(entry)
+                return
+            self.flush()
+            if self.queue:
+                self._enqueue(entry)
+                return
+        try:
+            self._apply(entry)
+        except Exception:
+            if _server_answers(self._uri):
+                raise  # the server is there: a real error, not an outage
+            self._last_failure = time.monotonic()
+            self._enqueue(entry)
+            if not self.warned:
+                self.warned = True
+                print(f"zoo: the MLflow tracking server {self._uri} does not answer; training goes on, what cannot "
+                      f"be logged is kept in {self.folder} and retried every {SERVER_RETRY_INTERVAL_S:.0f} s",
+                      file=sys.stderr, flush=True)
+
+    def _enqueue(self, entry: dict[str, Any]) -> None:
+        self.queue.append(entry)
+        self.buffered_values += len(entry.get("metrics", ()))
+
+    def flush(self) -> bool:
+        """Log the queue, oldest first; stop at the first failure. Returns whether the queue is empty."""
+        import time
+
+        while self.queue:
+            try:
+                self._apply(self.queue[0])
+            except Exception:
+                self._last_failure = time.monotonic()
+                return False
+            self.replayed_values += len(self.queue.pop(0).get("metrics", ()))
+        return True
+
+    def save(self) -> Path:
+        """Write the queue to ``<folder>/unlogged.json`` (see :func:`replay`)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / UNLOGGED_FILE
+        path.write_text(json.dumps({"tracking_uri": self._uri, "entries": self.queue}, indent=1) + "\n")
+        return path
+
+    # --- the writes a zoo run makes ---------------------------------------------------------------------------
+    def log_batch(self, run_id: str, metrics=(), params=(), tags=(), **_: Any) -> None:
+        self._write({"kind": "batch", "run_id": run_id,
+                     "metrics": [[m.key, m.value, m.timestamp, m.step] for m in metrics],
+                     "params": [[p.key, p.value] for p in params], "tags": [[t.key, t.value] for t in tags]})
+
+    def set_tag(self, run_id: str, key: str, value: Any, **_: Any) -> None:
+        self._write({"kind": "batch", "run_id": run_id, "tags": [[key, str(value)]]})
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        path = self._file(Path(artifact_file).name)
+        path.write_text(text)
+        self._write({"kind": "artifact", "run_id": run_id, "path": str(path),
+                     "artifact_path": str(Path(artifact_file).parent) if "/" in artifact_file else None})
+
+    def log_figure(self, run_id: str, figure: Any, artifact_file: str, **_: Any) -> None:
+        path = self._file(Path(artifact_file).name)
+        figure.savefig(path)
+        self._write({"kind": "artifact", "run_id": run_id, "path": str(path),
+                     "artifact_path": str(Path(artifact_file).parent) if "/" in artifact_file else None})
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+        self._write({"kind": "artifact", "run_id": run_id, "path": str(Path(local_path).resolve()),
+                     "artifact_path": artifact_path})
+
+    def set_terminated(self, run_id: str, status: str | None = None, end_time: int | None = None) -> None:
+        self._write({"kind": "terminate", "run_id": run_id, "status": status, "end_time": end_time})
+
+
+def _apply_entry(client: Any, entry: dict[str, Any]) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+
+    kind, run_id = entry["kind"], entry["run_id"]
+    if kind == "batch":
+        client.log_batch(run_id, metrics=[Metric(*m) for m in entry.get("metrics", ())],
+                         params=[Param(*p) for p in entry.get("params", ())],
+                         tags=[RunTag(*t) for t in entry.get("tags", ())])
+    elif kind == "artifact":
+        client.log_artifact(run_id, entry["path"], entry.get("artifact_path"))
+    elif kind == "terminate":
+        client.set_terminated(run_id, entry.get("status"), entry.get("end_time"))
+    elif kind == "model":
+        uri = log_model_to(client, entry["experiment_id"], run_id, Path(entry["folder"]), entry["name"],
+                           entry["tags"], entry.get("data_hparams"), entry.get("register_as"), entry["tracking_uri"])
+        print(f"logged model {uri}")
+    else:
+        raise ZooError(f"unknown entry kind {kind!r} in an unlogged-run file")
+
+
+def replay(path: str | Path, tracking_uri: str | None = None) -> int:
+    """Log what a run could not log while its tracking server was away (``<run folder>/unlogged.json``).
+
+    Returns the number of entries logged; the file is renamed ``*.done`` when all went through.
+    """
+    from mlflow import MlflowClient
+
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"no unlogged-run file {path}")
+    content = json.loads(path.read_text())
+    uri = tracking_uri or content["tracking_uri"]
+    client = MlflowClient(uri)
+    entries = content["entries"]
+    for done, entry in enumerate(entries):
+        try:
+            _apply_entry(client, entry)
+        except Exception as err:
+            path.write_text(json.dumps({**content, "entries": entries[done:]}, indent=1) + "\n")
+            raise ZooError(f"could not log entry {done + 1} of {len(entries)} to {uri} ({type(err).__name__}); "
+                           f"the rest stays in {path}") from None
+    path.rename(path.with_suffix(".json.done"))
+    return len(entries)
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -102,6 +272,10 @@ class ZooMLFlowLogger(MLFlowLogger):
                  tracking_uri: str | None = None, tags: dict[str, Any] | None = None, register_as: str | None = None):
         uri = tracking_uri or default_tracking_uri()
         prepare_store(uri)
+        self._remote = uri.startswith(("http://", "https://"))
+        if self._remote:
+            for key, value in HTTP_RETRY_DEFAULTS.items():
+                os.environ.setdefault(key, value)
         artifact_location = None
         if uri.startswith("sqlite:"):
             artifact_location = (Path.cwd().resolve() / "mlruns" / experiment_name.replace("/", "_")).as_uri()
@@ -116,6 +290,7 @@ class ZooMLFlowLogger(MLFlowLogger):
         self._logged_steps: dict[str, int] | None = None  # a resumed run's last logged step of each metric
         self._kind_checked = False
         self._system_monitor = None
+        self._buffered: BufferedClient | None = None
 
     @property
     def experiment(self):
@@ -132,7 +307,11 @@ class ZooMLFlowLogger(MLFlowLogger):
         if not self._kind_checked:
             self._kind_checked = True
             self._mark_training_experiment(client)
-        return client
+        if not self._remote:
+            return client
+        if self._buffered is None:
+            self._buffered = BufferedClient(client, self.tracking_uri, Path(self.save_dir) / self.run_id / "unlogged")
+        return self._buffered
 
     def _mark_training_experiment(self, client) -> None:
         """Tag the experiment as model training (MLflow 3's UI opens untagged ones in the GenAI workspace);
@@ -198,8 +377,11 @@ class ZooMLFlowLogger(MLFlowLogger):
 
     @property
     def artifact_dir(self) -> Path | None:
-        """The run's artifact folder when the artifact store is local, else None."""
-        return local_path(self.experiment.get_run(self.run_id).info.artifact_uri)
+        """The run's artifact folder when the artifact store is local, else None (asked once: the server may
+        be away later in the run)."""
+        if not hasattr(self, "_artifact_uri"):
+            self._artifact_uri = self.experiment.get_run(self.run_id).info.artifact_uri
+        return local_path(self._artifact_uri)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -254,6 +436,13 @@ class ZooMLFlowLogger(MLFlowLogger):
     def finalize(self, status: str = "success") -> None:
         self.stop_system_metrics()
         super().finalize(self.final_status or status)
+        buffered = self._buffered
+        if buffered is not None and buffered.queue and not buffered.flush():
+            path = buffered.save()
+            print(f"zoo: the tracking server {self.tracking_uri} did not come back: {len(buffered.queue)} updates of "
+                  f"run {self.run_id} ({sum(len(e.get('metrics', ())) for e in buffered.queue)} metric values, the "
+                  f"artifacts and the final status) are kept in {path}; once the server is up, log them with:\n"
+                  f"  python -m zoo.tracking replay {path}", file=sys.stderr, flush=True)
 
     @rank_zero_only
     def log_text(self, text: str, artifact_file: str) -> None:
@@ -273,28 +462,62 @@ class ZooMLFlowLogger(MLFlowLogger):
             self.experiment.set_tag(self.run_id, key, value)
 
     @rank_zero_only
-    def log_model_folder(self, folder: Path, name: str, tags: Mapping[str, str]) -> str:
-        """Record a ``save_pretrained`` folder as an MLflow LoggedModel of this run; returns ``models:/<id>``.
+    def log_model_folder(self, folder: Path, name: str, tags: Mapping[str, str],
+                         data_hparams: Mapping[str, Any] | None = None) -> str | None:
+        """Record a ``save_pretrained`` folder as an MLflow pyfunc model (a LoggedModel, the run's output);
+        returns ``models:/<id>``, or None when the tracking server is away (the folder is then kept with the
+        run's unlogged updates, see :func:`replay`).
 
-        The model then loads with ``zoo.create_model(id, pretrained="models:/<id>")``, and registered versions
-        with ``models:/<name>/<version>``.
+        It loads with ``zoo.create_model(id, pretrained="models:/<id>")`` (registered versions with
+        ``models:/<name>/<version>``) and with MLflow's own ``mlflow.pyfunc.load_model`` / ``mlflow models serve``
+        (see :mod:`zoo.pyfunc`). ``data_hparams`` (the data module's, e.g. ``image_size``) shape the input example.
         """
+        import shutil
+
         client = self.experiment
-        logged = client.create_logged_model(experiment_id=self.experiment_id, name=name, source_run_id=self.run_id,
-                                            tags=dict(tags))
-        client.log_model_artifacts(logged.model_id, str(folder))
-        client.finalize_logged_model(logged.model_id, "READY")
-        from mlflow.entities import LoggedModelOutput
+        buffered = client if isinstance(client, BufferedClient) else None
+        raw = buffered._client if buffered is not None else client
+        entry = {"kind": "model", "run_id": self.run_id, "experiment_id": self.experiment_id, "name": name,
+                 "tags": dict(tags), "data_hparams": {k: str(v) if not isinstance(v, (int, float, bool, type(None)))
+                                                      else v for k, v in dict(data_hparams or {}).items()},
+                 "register_as": self.register_as, "tracking_uri": self.tracking_uri}
+        if buffered is not None and (buffered.queue and not buffered.flush()):
+            pass  # still away: keep the model with the rest
+        else:
+            try:
+                return log_model_to(raw, self.experiment_id, self.run_id, folder, name, tags, data_hparams,
+                                    self.register_as, self.tracking_uri)
+            except Exception:
+                if buffered is None or _server_answers(self.tracking_uri):
+                    raise
+        kept = buffered.folder / "model"
+        shutil.copytree(folder, kept, dirs_exist_ok=True)
+        buffered._enqueue({**entry, "folder": str(kept)})
+        return None
 
-        # Without the output link the run page shows "Logged models: -" (source_run_id alone does not list it).
-        client.log_outputs(self.run_id, [LoggedModelOutput(logged.model_id, step=0)])
-        uri = f"models:/{logged.model_id}"
-        if self.register_as:
-            import mlflow
 
-            mlflow.set_tracking_uri(self.tracking_uri)
-            mlflow.register_model(uri, self.register_as)
-        return uri
+def log_model_to(client: Any, experiment_id: str, run_id: str, folder: Path, name: str, tags: Mapping[str, str],
+                 data_hparams: Mapping[str, Any] | None, register_as: str | None, tracking_uri: str) -> str:
+    """Log ``folder`` (``save_pretrained``) as a pyfunc LoggedModel that is ``run_id``'s output; ``models:/<id>``."""
+    from mlflow.entities import LoggedModelOutput
+
+    from zoo.pyfunc import save_pyfunc
+
+    logged = client.create_logged_model(experiment_id=experiment_id, name=name, source_run_id=run_id,
+                                        tags=dict(tags), model_type="pyfunc")
+    with tempfile.TemporaryDirectory() as tmp:
+        client.log_model_artifacts(logged.model_id, str(save_pyfunc(folder, Path(tmp) / "model",
+                                                                     dict(data_hparams or {}))))
+    client.finalize_logged_model(logged.model_id, "READY")
+    # Without the output link the run page shows "Logged models: -" (source_run_id alone does not list it).
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    uri = f"models:/{logged.model_id}"
+    if register_as:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.register_model(uri, register_as)
+    return uri
 
 
 def mlflow_logger(trainer: Trainer) -> ZooMLFlowLogger | None:
@@ -386,10 +609,28 @@ class RunArtifacts(Callback):
             with tempfile.TemporaryDirectory() as tmp:
                 folder = pl_module.export_pretrained(best, Path(tmp) / "model")
                 model_id = pl_module.model_id
+                datamodule = getattr(trainer, "datamodule", None)
                 pl_module.logged_model_uri = logger.log_model_folder(
-                    folder, model_id.rpartition("/")[2], {"zoo.model_id": model_id})
+                    folder, model_id.rpartition("/")[2], {"zoo.model_id": model_id},
+                    dict(getattr(datamodule, "hparams", {}) or {}))
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         logger = mlflow_logger(trainer)
         if logger is not None and logger.started and not isinstance(exception, RunStoppedError):
             logger.set_tags({"zoo.failure": f"{type(exception).__name__}: {exception}"[:MAX_PARAM_LENGTH]})
+
+
+if __name__ == "__main__":  # python -m zoo.tracking replay FILE [--tracking-uri URI]
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m zoo.tracking")
+    commands = parser.add_subparsers(dest="command", required=True)
+    replay_parser = commands.add_parser("replay", help="log what a run kept while its tracking server was away")
+    replay_parser.add_argument("file")
+    replay_parser.add_argument("--tracking-uri", default=None)
+    arguments = parser.parse_args()
+    try:
+        print(f"logged {replay(arguments.file, arguments.tracking_uri)} updates")
+    except ZooError as error:
+        print(f"python -m zoo.tracking replay: error: {error}", file=sys.stderr)
+        sys.exit(1)
