@@ -95,7 +95,8 @@ def example_inputs(model: nn.Module, model_id: str, checkpoint: dict[str, Any] |
     """The inputs to export ``model`` with, and how they map onto its positional arguments.
 
     From the card (``ModelCard.inputs``), except: ``input_shape`` replaces the first input's shape; a checkpoint
-    whose data module records ``image_size`` gives the (C, S, S) image at that size; a tabular model (forward
+    whose data module records ``image_size`` gives the (C, S, S) image at that size, one that records
+    ``num_frames`` the (frames, bins) spectrogram of that length; a tabular model (forward
     ``x_num, x_bin, x_cat``) gets the feature kinds its configuration has (x_cat int64 codes).
 
     Returns:
@@ -130,6 +131,8 @@ def example_inputs(model: nn.Module, model_id: str, checkpoint: dict[str, Any] |
         first = tuple(input_shape)
     elif len(first) == 3 and isinstance(data.get("image_size"), int):
         first = (first[0], data["image_size"], data["image_size"])
+    elif len(first) == 2 and isinstance(data.get("num_frames"), int):  # a spectrogram: (frames, bins)
+        first = (data["num_frames"], first[1])
     shapes["input"] = first
     specs = [InputSpec(name, tuple(shape)) for name, shape in shapes.items()]
     return specs, list(range(len(specs)))

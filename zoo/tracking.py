@@ -80,6 +80,8 @@ class BufferedClient:
         self.replayed_values = 0  # of which logged later, during the run
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_client":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
         return getattr(self._client, name)
 
     def _file(self, name: str) -> Path:
@@ -290,7 +292,7 @@ class ZooMLFlowLogger(MLFlowLogger):
         self._logged_steps: dict[str, int] | None = None  # a resumed run's last logged step of each metric
         self._kind_checked = False
         self._system_monitor = None
-        self._buffered: BufferedClient | None = None
+        self._buffered: Any = None  # a BufferedClient once the run exists on a remote server
 
     @property
     def experiment(self):
@@ -310,6 +312,7 @@ class ZooMLFlowLogger(MLFlowLogger):
         if not self._remote:
             return client
         if self._buffered is None:
+            self._buffered = client  # self.run_id below asks for the experiment again: give it the plain client
             self._buffered = BufferedClient(client, self.tracking_uri, Path(self.save_dir) / self.run_id / "unlogged")
         return self._buffered
 
@@ -437,7 +440,7 @@ class ZooMLFlowLogger(MLFlowLogger):
         self.stop_system_metrics()
         super().finalize(self.final_status or status)
         buffered = self._buffered
-        if buffered is not None and buffered.queue and not buffered.flush():
+        if isinstance(buffered, BufferedClient) and buffered.queue and not buffered.flush():
             path = buffered.save()
             print(f"zoo: the tracking server {self.tracking_uri} did not come back: {len(buffered.queue)} updates of "
                   f"run {self.run_id} ({sum(len(e.get('metrics', ())) for e in buffered.queue)} metric values, the "
@@ -503,11 +506,16 @@ def log_model_to(client: Any, experiment_id: str, run_id: str, folder: Path, nam
 
     from zoo.pyfunc import save_pyfunc
 
-    logged = client.create_logged_model(experiment_id=experiment_id, name=name, source_run_id=run_id,
-                                        tags=dict(tags), model_type="pyfunc")
     with tempfile.TemporaryDirectory() as tmp:
-        client.log_model_artifacts(logged.model_id, str(save_pyfunc(folder, Path(tmp) / "model",
-                                                                     dict(data_hparams or {}))))
+        try:
+            content, model_type = save_pyfunc(folder, Path(tmp) / "model", dict(data_hparams or {})), "pyfunc"
+        except Exception as err:  # the trained weights are logged all the same: a finished run never fails here
+            warnings.warn(f"the logged model of run {run_id} is a zoo folder only (zoo.create_model loads it), not "
+                          f"an MLflow pyfunc: {type(err).__name__}: {err}", stacklevel=2)
+            content, model_type = folder, "zoo"
+        logged = client.create_logged_model(experiment_id=experiment_id, name=name, source_run_id=run_id,
+                                            tags=dict(tags), model_type=model_type)
+        client.log_model_artifacts(logged.model_id, str(content))
     client.finalize_logged_model(logged.model_id, "READY")
     # Without the output link the run page shows "Logged models: -" (source_run_id alone does not list it).
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
