@@ -82,6 +82,22 @@ def cmd_info(model_id: str) -> int:
     return 0
 
 
+def _training_experiment_links(uri: str, base: str) -> list[tuple[str, str]]:
+    """Links that open the zoo's experiments in the UI's model-training view (see ``UI_MODEL_TRAINING``)."""
+    from zoo.store import local_path
+
+    database = local_path(uri.replace("sqlite:///", "file:///", 1)) if uri.startswith("sqlite:") else None
+    if database is None or not database.is_file():
+        return []
+    from mlflow import MlflowClient
+
+    from zoo.tracking import EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING, UI_MODEL_TRAINING
+
+    return [(e.name, f"{base}/#/experiments/{e.experiment_id}/runs?{UI_MODEL_TRAINING}")
+            for e in MlflowClient(uri).search_experiments()
+            if e.tags.get(EXPERIMENT_KIND_TAG) == EXPERIMENT_KIND_TRAINING]
+
+
 def cmd_ui(host: str, port: int) -> int:
     from zoo.store import default_tracking_uri
 
@@ -89,7 +105,10 @@ def cmd_ui(host: str, port: int) -> int:
     if uri.startswith(("http://", "https://")):
         print(f"runs are tracked on the MLflow server {uri}: open it in a browser")
         return 0
-    print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl+C stops it)", flush=True)
+    print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl+C stops it)")
+    for name, link in _training_experiment_links(uri, f"http://{host}:{port}"):
+        print(f"  {name}: {link}")
+    sys.stdout.flush()
     # The server's background job runner (a pool of worker processes for MLflow's AI features) is not needed to
     # browse runs. Replace this process, so that stopping `zoo ui` stops the server too.
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")

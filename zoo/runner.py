@@ -278,6 +278,9 @@ def run_lightning(command: str, task_kind: str, args: list[str], ckpt_path: str 
     if command != "train":
         getattr(trainer, command)(task, datamodule=datamodule, ckpt_path=ckpt_path)
         return 0
+    logger = mlflow_logger(trainer)
+    if trainer.world_size > 1 and logger is not None:
+        _ = logger.run_id  # the run exists before ddp_spawn copies the logger: every process logs into it
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)  # no pickled code runs
     if trainer.interrupted:
         return 1

@@ -40,6 +40,9 @@ CHECKPOINT_ARTIFACT_DIR = "checkpoints"
 # ExperimentKind holds "custom_model_development" for model training, "genai_development" for GenAI).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
+# MLflow 3.17's UI opens every experiment in its GenAI view in a browser that has not chosen "Model training" in
+# the sidebar (the experiment kind does not switch it); a link with this query opens the model-training view.
+UI_MODEL_TRAINING = "workflowType=machine_learning"
 SYSTEM_METRICS_INTERVAL_S = 10.0  # MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it
 SPLITS = ("train", "val", "test")
 
@@ -297,14 +300,21 @@ class ZooMLFlowLogger(MLFlowLogger):
     @property
     def experiment(self):
         from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+        from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
         try:
-            client = super().experiment
+            try:
+                client = super().experiment
+            except MlflowException as err:
+                if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                    raise
+                client = super().experiment  # another run created the experiment at the same moment: use it
         except MlflowException as err:
             if self.resumed and err.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
                 raise ZooError(f"no MLflow run {self.resume_run_id} in {self.tracking_uri}") from err
             raise
+        if rank_zero_only.rank != 0:  # Lightning's no-op experiment: only rank 0 logs, one run per DDP job
+            return client
         self.started = True
         if not self._kind_checked:
             self._kind_checked = True
@@ -319,9 +329,15 @@ class ZooMLFlowLogger(MLFlowLogger):
     def _mark_training_experiment(self, client) -> None:
         """Tag the experiment as model training (MLflow 3's UI opens untagged ones in the GenAI workspace);
         an experiment a person already gave a kind keeps it."""
+        from mlflow.exceptions import MlflowException
+
         experiment = client.get_experiment(self._experiment_id)
         if EXPERIMENT_KIND_TAG not in experiment.tags:
-            client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING)
+            try:
+                client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING)
+            except MlflowException:  # a run started at the same moment tagged it first (a unique-key clash)
+                if EXPERIMENT_KIND_TAG not in client.get_experiment(self._experiment_id).tags:
+                    raise
 
     @rank_zero_only
     def start_system_metrics(self) -> None:
@@ -352,6 +368,7 @@ class ZooMLFlowLogger(MLFlowLogger):
         import json
 
         from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
 
         hparams = {k: str(v) for k, v in sorted(dict(getattr(datamodule, "hparams", {}) or {}).items())}
         sizes = {}
@@ -371,7 +388,10 @@ class ZooMLFlowLogger(MLFlowLogger):
         dataset = Dataset(name=name, digest=digest, source_type="zoo", source=source, profile=profile)
         tags = [InputTag("mlflow.data.context", "training")]
         tags += [InputTag(f"zoo.split.{k}", str(v)) for k, v in sizes.items()]
-        self.experiment.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
+        try:
+            self.experiment.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
+        except MlflowException:  # another run logged the same data set at the same moment (a unique-key clash)
+            self.experiment.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
 
     @property
     def save_dir(self) -> str:
@@ -398,7 +418,7 @@ class ZooMLFlowLogger(MLFlowLogger):
     def ui_url(self) -> str:
         """The run's page in the MLflow UI (``zoo ui`` serves http://127.0.0.1:5000 for the local store)."""
         base = self.tracking_uri if self.tracking_uri.startswith("http") else "http://127.0.0.1:5000"
-        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}?{UI_MODEL_TRAINING}"
 
     @rank_zero_only
     def log_hyperparams(self, params: Any) -> None:
@@ -534,7 +554,13 @@ def mlflow_logger(trainer: Trainer) -> ZooMLFlowLogger | None:
 
 def run_checkpoints(trainer: Trainer) -> dict[str, str]:
     """Paths of the run's "best" and "last" checkpoints (empty strings before they are written)."""
-    return {c.kind: c.path for c in trainer.callbacks if isinstance(c, ZooCheckpoint)}
+    paths = {c.kind: c.path for c in trainer.callbacks if isinstance(c, ZooCheckpoint)}
+    if paths.get("best"):  # a spawned DDP job hands back only the first checkpoint's path: the others sit beside it
+        for kind, path in paths.items():
+            beside = Path(paths["best"]).with_name(f"{kind}.ckpt")
+            if not path and beside.is_file():
+                paths[kind] = str(beside)
+    return paths
 
 
 class ZooCheckpoint(ModelCheckpoint):
@@ -566,8 +592,8 @@ class ZooCheckpoint(ModelCheckpoint):
             self.monitor, self.mode = monitor, mode
             self.kth_value = torch.tensor(torch.inf if mode == "min" else -torch.inf)
         logger = mlflow_logger(trainer)
-        if self.dirpath is None and logger is not None:
-            self.dirpath = str(logger.checkpoint_dir)
+        if self.dirpath is None and logger is not None:  # the run exists on rank 0 only: its folder is sent
+            self.dirpath = trainer.strategy.broadcast(str(logger.checkpoint_dir) if trainer.is_global_zero else None)
         super().setup(trainer, pl_module, stage)
 
 
