@@ -244,7 +244,7 @@ def test_a_tracking_server_that_goes_away_mid_run_loses_nothing(tmp_path):
     url = f"http://127.0.0.1:{port}"
     server = _start_server(tmp_path, port)
     env = {k: v for k, v in os.environ.items() if k != "ZOO_FAULT"}
-    env.update({"MLFLOW_TRACKING_URI": url, "OMP_NUM_THREADS": "1"})
+    env.update({"MLFLOW_TRACKING_URI": url, "OMP_NUM_THREADS": "1", "ZOO_DEBUG": "1"})
     epochs = 8
     train = subprocess.Popen(
         [sys.executable, "-m", "zoo.cli", "train", "vision/eca_resnet18", *TINY, "--trainer.max_epochs", str(epochs),

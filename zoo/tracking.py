@@ -45,6 +45,7 @@ EXPERIMENT_KIND_TRAINING = "custom_model_development"
 UI_MODEL_TRAINING = "workflowType=machine_learning"
 SYSTEM_METRICS_INTERVAL_S = 10.0  # MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it
 SPLITS = ("train", "val", "test")
+LIGHTNING_STATUS = {"success": "FINISHED", "finished": "FINISHED", "failed": "FAILED"}  # as MLFlowLogger maps them
 
 
 SERVER_RETRY_INTERVAL_S = 30.0  # while the server is away, one attempt to reach it per this many seconds
@@ -458,9 +459,15 @@ class ZooMLFlowLogger(MLFlowLogger):
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
         self.stop_system_metrics()
-        super().finalize(self.final_status or status)
+        status = self.final_status or status
         buffered = self._buffered
         if isinstance(buffered, BufferedClient) and buffered.queue and not buffered.flush():
+            # The server is still away: Lightning's finalize would first ask it for the run; queue the end instead.
+            if self.started:
+                buffered.set_terminated(self.run_id, LIGHTNING_STATUS.get(status, status))
+        else:
+            super().finalize(status)
+        if isinstance(buffered, BufferedClient) and buffered.queue:
             path = buffered.save()
             print(f"zoo: the tracking server {self.tracking_uri} did not come back: {len(buffered.queue)} updates of "
                   f"run {self.run_id} ({sum(len(e.get('metrics', ())) for e in buffered.queue)} metric values, the "
