@@ -27,13 +27,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def rendered_text(url: str, folder) -> str:
-    """The visible text of ``url`` after its scripts ran (up to 30 s of page time)."""
-    page = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={folder}",
-                           "--virtual-time-budget=30000", "--dump-dom", url],
-                          capture_output=True, text=True, timeout=120).stdout
+def chromium(url: str, folder, *flags: str, budget_s: int = 60) -> str:
+    """Run headless Chromium on ``url`` for ``budget_s`` of page time (it fast-forwards timers: a few real
+    seconds)."""
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={folder}",
+                           "--window-size=1400,1000", f"--virtual-time-budget={budget_s * 1000}", *flags, url],
+                          capture_output=True, text=True, timeout=120 + budget_s).stdout
+
+
+def rendered(url: str, folder, screenshot=None, wait_for: str = "") -> tuple[str, str]:
+    """The DOM of ``url`` after its scripts ran, and its visible text; a screenshot too when a path is given.
+    ``wait_for``: render again with more page time (as a person waits) until the DOM holds this string."""
+    for budget_s in (60, 120, 240):
+        page = chromium(url, folder, "--dump-dom", budget_s=budget_s)
+        if wait_for in page:
+            break
+    if screenshot is not None:
+        chromium(url, folder, f"--screenshot={screenshot}", budget_s=budget_s)
+        assert screenshot.stat().st_size > 20_000, f"{screenshot} is nearly blank"
     text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", page, flags=re.S)
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)))
+    return page, html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)))
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ui-screenshots")
+    yield folder
+    print(f"MLflow UI screenshots: {folder}")
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +82,34 @@ def ui(trained_run, tmp_path_factory):
         server.wait(timeout=30)
 
 
-def test_the_printed_run_link_opens_a_model_training_run_page(ui, tmp_path):
+def test_the_printed_run_link_opens_a_model_training_run_page(ui, tmp_path, screenshots):
     _, run_link, _ = ui
-    text = rendered_text(run_link, tmp_path)
+    _, text = rendered(run_link, tmp_path, screenshots / "run.png")
     assert "Model registry" in text and "Evaluation runs" not in text  # the model-training view, not GenAI's
     assert re.search(r"eca_resnet18-train-\d{8}-\d{6}-\w{4}", text)  # the readable run name
     assert re.search(r"Status Finished", text)
     assert re.search(r"Logged models \(1\).*eca_resnet18 Ready", text)  # the logged model is the run's output
     assert re.search(r"Datasets ImageClassificationData \([0-9a-f]{8}\) training", text)  # the data set as input
     assert re.search(r"val/acc 0\.\d+", text) and "test/acc" in text
+    assert re.search(r"Parameters \(\d+\)", text) and "model/model vision/eca_resnet18" in text
 
 
-def test_zoo_ui_links_the_experiment_as_model_training_with_its_runs(ui, tmp_path):
+def test_the_run_shows_metric_charts_and_the_confusion_matrix(ui, tmp_path, screenshots):
+    _, run_link, _ = ui
+    page_url, query = run_link.split("?")
+    page, text = rendered(f"{page_url}/model-metrics?{query}", tmp_path, screenshots / "metrics.png",
+                          wait_for='class="plot-container')
+    assert page.count('class="plot-container') >= 4  # plotly drew the first section's charts
+    assert re.search(r"test \(4\).* acc .*Step", text) and "val (4)" in text  # charts per metric group
+    page, _ = rendered(f"{page_url}/artifacts/plots/val_confusion_matrix.png?{query}", tmp_path,
+                       screenshots / "confusion_matrix.png", wait_for='src="blob:')
+    assert re.search(r'<img alt="plots/val_confusion_matrix.png" src="blob:', page)  # the image was fetched
+
+
+def test_zoo_ui_links_the_experiment_as_model_training_with_its_runs(ui, tmp_path, screenshots):
     base, _, output = ui
     (experiment_link,) = re.findall(rf"zoo: ({re.escape(base)}/#/experiments/\d+/runs\?\S+)", output)
-    text = rendered_text(experiment_link, tmp_path)
+    _, text = rendered(experiment_link, tmp_path, screenshots / "runs.png")
     assert "Model registry" in text and "Token Usage" not in text
     assert "1 matching run" in text
     assert re.search(r"eca_resnet18-train-\d{8}-\d{6}-\w{4} .*ImageClassificationData \([0-9a-f]{8}\)", text)
