@@ -5,7 +5,8 @@ Per word, ``--labelled`` clips keep their label (a class-per-folder tree, split 
 and the rest lose it (a flat folder for pretraining). The two `zoo train` chain as a user would run them:
 pretraining, then fine-tuning with ``--model.pretrained runs:/<run>/pretrained/model.safetensors``.
 
-    PYTHONPATH=. python -m benchmarks.ssast_pretraining --labelled 40 --pretrain-epochs 4 --finetune-epochs 15
+    PYTHONPATH=. python -m benchmarks.ssast_pretraining --labelled 40 --pretrain-epochs 12 --finetune-epochs 15 \
+        --lr 0.00025
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ def metric(output: str, name: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labelled", type=int, default=40, help="labelled clips per word (the rest: unlabelled)")
-    parser.add_argument("--pretrain-epochs", type=int, default=4)
+    parser.add_argument("--pretrain-epochs", type=int, default=12)
     parser.add_argument("--finetune-epochs", type=int, default=15)
+    parser.add_argument("--lr", type=float, default=2.5e-4, help="fine-tuning AdamW lr (official Speech Commands)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +80,7 @@ def main() -> None:
             out, seconds = zoo_train(work, "audio/ssast_tiny_patch", "--data.root", str(work / "labelled"),
                                      "--data.val_fraction", "0.15", "--data.test_fraction", "0.25",
                                      "--data.batch_size", "16", "--trainer.max_epochs", str(args.finetune_epochs),
-                                     "--seed_everything", str(args.seed), *extra)
+                                     "--optimizer.lr", str(args.lr), "--seed_everything", str(args.seed), *extra)
             results[name] = (metric(out, "test/acc"), metric(out, "test/loss"), seconds)
             print(f"{name}: test/acc {results[name][0]:.4f}, test/loss {results[name][1]:.4f} ({seconds:.0f} s)",
                   flush=True)
