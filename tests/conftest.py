@@ -82,3 +82,52 @@ def trained_run(tmp_path_factory):
         if old_uri is not None:
             os.environ["MLFLOW_TRACKING_URI"] = old_uri
     return TrainedRun(root, output.getvalue(), code)
+
+
+class LoopbackServers:
+    """Start HTTP servers (``mlflow server``, ``zoo ui``) on free loopback ports and wait for their /health page."""
+
+    @staticmethod
+    def free_port() -> int:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    @staticmethod
+    def start(command: list[str], port: int, log, cwd=None, env=None, timeout_s: float = 120):
+        """Run ``command`` (its output to the file ``log``) in its own process group; returns it once
+        http://127.0.0.1:port/health answers, or fails the test with the end of the log."""
+        import subprocess
+        import time
+        import urllib.request
+
+        process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                   start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                    return process
+            except OSError:
+                if process.poll() is not None:
+                    break
+                time.sleep(0.25)
+        LoopbackServers.stop(process)
+        pytest.fail(f"{' '.join(map(str, command[:4]))} did not answer on port {port}: {log.read_text()[-3000:]}")
+
+    @staticmethod
+    def stop(process) -> None:
+        """SIGTERM to the server and its workers."""
+        import contextlib
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def loopback() -> type[LoopbackServers]:
+    return LoopbackServers

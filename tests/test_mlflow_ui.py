@@ -8,23 +8,13 @@ import html
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt install chromium)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def chromium(url: str, folder, *flags: str, budget_s: int = 60) -> str:
@@ -57,29 +47,21 @@ def screenshots(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ui(trained_run, tmp_path_factory):
+def ui(trained_run, tmp_path_factory, loopback):
     """`zoo ui` serving the trained run's store; yields (base URL, the run page link the run printed, zoo ui's
     output)."""
     assert trained_run.exit_code == 0, trained_run.output[-2000:]
-    port = _free_port()
+    port = loopback.free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     log = tmp_path_factory.mktemp("ui") / "ui.log"
-    server = subprocess.Popen([sys.executable, "-m", "zoo.cli", "ui", "--port", str(port)], cwd=trained_run.root,
-                              env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    server = loopback.start([sys.executable, "-m", "zoo.cli", "ui", "--port", str(port)], port, log,
+                            cwd=trained_run.root, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=1):
-                    break
-            except OSError:
-                assert server.poll() is None, log.read_text()[-3000:]
-                time.sleep(0.25)
         (printed,) = re.findall(r"open it: +zoo ui +then +(\S+)", trained_run.output)
         yield base, printed.replace("http://127.0.0.1:5000", base), log.read_text()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        loopback.stop(server)
 
 
 def test_the_printed_run_link_opens_a_model_training_run_page(ui, tmp_path, screenshots):

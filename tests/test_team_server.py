@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,19 +20,13 @@ TINY = ["--data.image_size", "16", "--data.batch_size", "64", "--trainer.limit_t
         "false"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _as_postgres(command: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: the test drops to the ``postgres`` user there."""
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
 @pytest.fixture(scope="module")
-def postgres():
+def postgres(loopback):
     """A throwaway PostgreSQL cluster on loopback; yields its SQLAlchemy URI."""
     if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
         pytest.skip("PostgreSQL is not installed (apt install postgresql)")
@@ -43,7 +34,7 @@ def postgres():
     folder = Path(tempfile.mkdtemp(prefix="zoo-postgres-"))  # not under pytest's root-only tmp folders
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
-    port = _free_port()
+    port = loopback.free_port()
     subprocess.run(_as_postgres(["initdb", "-D", str(folder / "data"), "--auth=trust", "-U", "zoo"]), check=True,
                    capture_output=True)
     subprocess.run(_as_postgres(["pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "log"), "-w", "-o",
@@ -58,33 +49,18 @@ def postgres():
 
 
 @pytest.fixture(scope="module")
-def team_server(postgres, tmp_path_factory):
+def team_server(postgres, tmp_path_factory, loopback):
     """`mlflow server` with two workers on the PostgreSQL store and a local artifact root; yields its URL."""
     folder = tmp_path_factory.mktemp("team-server")
-    port = _free_port()
-    server = subprocess.Popen(
+    port = loopback.free_port()
+    server = loopback.start(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres, "--artifacts-destination",
          str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        stdout=(folder / "server.log").open("w"), stderr=subprocess.STDOUT, cwd=folder, start_new_session=True,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    url = f"http://127.0.0.1:{port}"
+        port, folder / "server.log", cwd=folder, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     try:
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1):
-                    break
-            except OSError:
-                if server.poll() is not None:
-                    pytest.fail(f"mlflow server ended: {(folder / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start")
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        import signal
-
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        loopback.stop(server)
 
 
 def _train(folder: Path, url: str, experiment: str, *extra: str) -> subprocess.Popen:
