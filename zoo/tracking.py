@@ -55,6 +55,21 @@ HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQU
                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
 
+def once_more_on_clash(call: Any) -> Any:
+    """``call()``, run once more when it failed because a run started at the same moment wrote the same row first
+    (an experiment, its tag, a data set): the store answers that unique-key clash with RESOURCE_ALREADY_EXISTS or
+    BAD_REQUEST, and the second call finds the row and uses or updates it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST, RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    try:
+        return call()
+    except MlflowException as err:
+        if err.error_code not in (ErrorCode.Name(RESOURCE_ALREADY_EXISTS), ErrorCode.Name(BAD_REQUEST)):
+            raise
+        return call()
+
+
 def _server_answers(uri: str) -> bool:
     import urllib.request
 
@@ -301,15 +316,10 @@ class ZooMLFlowLogger(MLFlowLogger):
     @property
     def experiment(self):
         from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
         try:
-            try:
-                client = super().experiment
-            except MlflowException as err:
-                if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
-                    raise
-                client = super().experiment  # another run created the experiment at the same moment: use it
+            client = once_more_on_clash(lambda: super(ZooMLFlowLogger, self).experiment)  # the experiment, created
         except MlflowException as err:
             if self.resumed and err.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
                 raise ZooError(f"no MLflow run {self.resume_run_id} in {self.tracking_uri}") from err
@@ -330,15 +340,10 @@ class ZooMLFlowLogger(MLFlowLogger):
     def _mark_training_experiment(self, client) -> None:
         """Tag the experiment as model training (MLflow 3's UI opens untagged ones in the GenAI workspace);
         an experiment a person already gave a kind keeps it."""
-        from mlflow.exceptions import MlflowException
-
         experiment = client.get_experiment(self._experiment_id)
         if EXPERIMENT_KIND_TAG not in experiment.tags:
-            try:
-                client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING)
-            except MlflowException:  # a run started at the same moment tagged it first (a unique-key clash)
-                if EXPERIMENT_KIND_TAG not in client.get_experiment(self._experiment_id).tags:
-                    raise
+            once_more_on_clash(lambda: client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG,
+                                                                 EXPERIMENT_KIND_TRAINING))
 
     @rank_zero_only
     def start_system_metrics(self) -> None:
@@ -369,7 +374,6 @@ class ZooMLFlowLogger(MLFlowLogger):
         import json
 
         from mlflow.entities import Dataset, DatasetInput, InputTag
-        from mlflow.exceptions import MlflowException
 
         hparams = {k: str(v) for k, v in sorted(dict(getattr(datamodule, "hparams", {}) or {}).items())}
         sizes = {}
@@ -389,10 +393,7 @@ class ZooMLFlowLogger(MLFlowLogger):
         dataset = Dataset(name=name, digest=digest, source_type="zoo", source=source, profile=profile)
         tags = [InputTag("mlflow.data.context", "training")]
         tags += [InputTag(f"zoo.split.{k}", str(v)) for k, v in sizes.items()]
-        try:
-            self.experiment.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
-        except MlflowException:  # another run logged the same data set at the same moment (a unique-key clash)
-            self.experiment.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
+        once_more_on_clash(lambda: self.experiment.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)]))
 
     @property
     def save_dir(self) -> str:
