@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import albumentations as A
 import numpy as np
@@ -65,7 +65,8 @@ def read_image(path: str | Path) -> np.ndarray:
 
 class TimmTrainTransform:
     """timm's ImageNet training pipeline (``timm.data.create_transform``, as the DeiT/Swin/VMamba code calls it):
-    bicubic random-resized crop, horizontal flip, RandAugment, normalisation and random erasing (per pixel).
+    random-resized crop (bicubic unless told), horizontal flip, RandAugment, normalisation and random erasing
+    (per pixel).
 
     Called like an albumentations pipeline: ``transform(image=(H, W, 3) uint8)["image"]`` -> (3, S, S) float.
     Colour jitter is passed as those recipes pass it (0.4); timm switches it off when RandAugment is on, as the
@@ -73,13 +74,13 @@ class TimmTrainTransform:
     """
 
     def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float], rand_augment: str,
-                 random_erasing: float):
+                 random_erasing: float, interpolation: str = "bicubic"):
         from timm.data import create_transform
 
         try:
             self.pipeline = create_transform(
                 image_size, is_training=True, color_jitter=0.4, auto_augment=rand_augment or None,
-                interpolation="bicubic", mean=tuple(mean), std=tuple(std), re_prob=random_erasing, re_mode="pixel",
+                interpolation=interpolation, mean=tuple(mean), std=tuple(std), re_prob=random_erasing, re_mode="pixel",
                 re_count=1,
             )
         except (AssertionError, KeyError, ValueError) as err:
@@ -112,25 +113,38 @@ def _allow_zero_bit_posterize(pipeline) -> None:
                     op.aug_fn = _posterize
 
 
+Interpolation = Literal["bilinear", "bicubic"]
+_CV2_FILTER = {"bilinear": 1, "bicubic": 2}  # cv2.INTER_LINEAR, cv2.INTER_CUBIC
+
+
 def image_transform(image_size: int, augment: Augment, mean: Sequence[float], std: Sequence[float],
                     train: bool, rand_augment: str = "rand-m9-mstd0.5-inc1",
-                    random_erasing: float = 0.25, seed: int | None = 0) -> A.Compose | TimmTrainTransform:
+                    random_erasing: float = 0.25, seed: int | None = 0, interpolation: Interpolation | None = None,
+                    crop_pct: float = 0.875) -> A.Compose | TimmTrainTransform:
     """The pipeline of a split: ``transform(image=(H, W, 3) uint8)["image"]`` -> normalised (3, S, S) float.
 
     ``rand_augment`` (timm's RandAugment string) and ``random_erasing`` (probability) apply to ``randaugment``.
+    ``interpolation`` is the resize filter (None: bicubic for ``randaugment`` and for the upscaling of small
+    images, bilinear for ``imagenet``); ``crop_pct``: the ImageNet-style evaluation resizes to ``S / crop_pct``
+    and centre-crops S (the small-image pipelines resize straight to S and crop nothing).
     ``seed`` seeds albumentations' own generator (unseeded, it draws from the OS and no two runs match).
     """
+    if not 0.0 < crop_pct <= 1.0:
+        raise DataError(f"--data.crop_pct must lie in (0, 1], got {crop_pct}")
+    if interpolation is not None and interpolation not in _CV2_FILTER:
+        raise DataError(f"--data.interpolation must be one of {', '.join(_CV2_FILTER)}, got {interpolation!r}")
     size = image_size
     normalize = [A.Normalize(mean=mean, std=std), ToTensorV2()]
     if augment in ("imagenet", "randaugment"):
+        chosen = interpolation or ("bicubic" if augment == "randaugment" else "bilinear")
         if train and augment == "randaugment":
-            return TimmTrainTransform(size, mean, std, rand_augment, random_erasing)
+            return TimmTrainTransform(size, mean, std, rand_augment, random_erasing, chosen)
         if train:
-            return A.Compose([A.RandomResizedCrop(size=(size, size)), A.HorizontalFlip(), *normalize], seed=seed)
-        interpolation = 2 if augment == "randaugment" else 1  # cv2 cubic as timm's bicubic eval; else linear
-        return A.Compose([A.SmallestMaxSize(max_size=round(size / 0.875), interpolation=interpolation),
+            return A.Compose([A.RandomResizedCrop(size=(size, size), interpolation=_CV2_FILTER[chosen]),
+                              A.HorizontalFlip(), *normalize], seed=seed)
+        return A.Compose([A.SmallestMaxSize(max_size=round(size / crop_pct), interpolation=_CV2_FILTER[chosen]),
                           A.CenterCrop(size, size), *normalize], seed=seed)
-    steps: list = [A.Resize(size, size, interpolation=2)]  # cubic: smooth upscaling of tiny images
+    steps: list = [A.Resize(size, size, interpolation=_CV2_FILTER[interpolation or "bicubic"])]
     if train and augment == "affine":
         steps.append(A.Affine(translate_percent=(-0.1, 0.1), scale=(0.9, 1.1), rotate=(-10, 10), p=0.9))
     elif train and augment == "crop_flip":
@@ -239,14 +253,23 @@ class ImageClassificationData(ZooDataModule):
         seed: seed of the splits, the shuffling and the augmentations.
         skip_bad_files: leave out image files that cannot be decoded (each named in a warning) instead of
             stopping with an error when the data is set up.
+        interpolation / crop_pct: resize filter and evaluation crop fraction (see :func:`image_transform`).
+
+    Fine-tuning from a weight set whose card gives its preprocessing (``WeightSet.preprocessing``), ``zoo train``
+    sets ``mean``, ``std``, ``image_size``, ``interpolation`` and ``crop_pct`` from it, except those given on the
+    command line (``PREPROCESSING_FIELDS`` maps the card's names to these arguments).
     """
+
+    PREPROCESSING_FIELDS: ClassVar[dict[str, str]] = {
+        "mean": "mean", "std": "std", "input_size": "image_size", "interpolation": "interpolation",
+        "crop_pct": "crop_pct"}
 
     def __init__(self, root: str | None = None, dataset: Source = "auto", image_size: int = 32,
                  batch_size: int = 64, augment: Augment = "affine", val_fraction: float = 0.1,
                  test_fraction: float = 0.2, predict_path: str | None = None, num_workers: int | None = None,
                  mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD,
                  seed: int = 0, rand_augment: str = "rand-m9-mstd0.5-inc1", random_erasing: float = 0.25,
-                 skip_bad_files: bool = False):
+                 skip_bad_files: bool = False, interpolation: Interpolation | None = None, crop_pct: float = 0.875):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
         if image_size < 1:
@@ -281,7 +304,7 @@ class ImageClassificationData(ZooDataModule):
     def transform(self, train: bool) -> A.Compose | TimmTrainTransform:
         hp = self.hparams
         return image_transform(hp.image_size, hp.augment, hp.mean, hp.std, train, hp.rand_augment, hp.random_erasing,
-                               seed=hp.seed)
+                               seed=hp.seed, interpolation=hp.interpolation, crop_pct=hp.crop_pct)
 
     def describe(self) -> str:
         source = {"digits": "scikit-learn's bundled handwritten digits (real, 8x8, upscaled)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from zoo.vision._common import check_image_batch
-from zoo.vision.eca_resnet import ECA_DOWNLOAD_PAGE, ECA_PAPER
+from zoo.vision.eca_resnet import ECA_DOWNLOAD_PAGE, ECA_PAPER, ECA_PREPROCESSING
 
 from zoo.blocks import ECA
 from zoo.registry import ModelCard, WeightSet, register_model
@@ -128,7 +128,7 @@ class EcaMobileNetV2(nn.Module):
         name="official_in1k", description="Official ImageNet-1k weights (k13), 400 epochs SGD", num_classes=1000,
         download_page=ECA_DOWNLOAD_PAGE,
         file_name="eca_mobilenetv2_k13.pth.tar", license="MIT",
-        metrics={"imagenet_top1": 72.56, "imagenet_top5": 90.81}),),
+        metrics={"imagenet_top1": 72.56, "imagenet_top5": 90.81}, preprocessing=ECA_PREPROCESSING),),
     target_layer="features.18",
     notes="ECA kernel 1 (one learned scalar before the sigmoid) for blocks with < 96 channels, 3 above. "
           "Parameter count is decimal: the README's '3.34M' is 3,504,903 / 2^20.",

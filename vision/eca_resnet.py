@@ -20,7 +20,7 @@ from torch import nn
 from zoo.vision._common import check_image_batch
 
 from zoo.blocks import ECA
-from zoo.registry import ModelCard, Paper, WeightSet, register_model
+from zoo.registry import ModelCard, Paper, Preprocessing, WeightSet, register_model
 
 __all__ = ["EcaBasicBlock", "EcaBottleneck", "EcaResNet"]
 
@@ -173,6 +173,8 @@ ECA_PAPER = Paper(
     arxiv="1910.03151", venue="CVPR 2020", code_url="https://github.com/BangguWu/ECANet",
 )
 ECA_DOWNLOAD_PAGE = "https://github.com/BangguWu/ECANet#imagenet-classification (Google Drive / Baidu links)"
+# the official main.py evaluates with torchvision's Resize(256) + CenterCrop(224), bilinear, ImageNet mean/std
+ECA_PREPROCESSING = Preprocessing(input_size=224, interpolation="bilinear", crop_pct=224 / 256)
 _NOTES = (
     "Parameter counts are decimal: the paper's '24.37M' for ECA-ResNet-50 is 25,557,112 / 2^20. "
     "Official weights are plain torch pickles named .pth.tar with 'module.'-prefixed keys; they load as they are. "
@@ -186,7 +188,7 @@ def _official(depth: int, tag: str, top1: float, top5: float) -> WeightSet:
         name="official_in1k", description=f"Official ImageNet-1k weights ({tag}), 100 epochs SGD",
         num_classes=1000, download_page=ECA_DOWNLOAD_PAGE, file_name=f"eca_resnet{depth}_{tag}.pth.tar",
         license="MIT", metrics={"imagenet_top1": top1, "imagenet_top5": top5},
-        model_kwargs={"kernel_sizes": tuple(int(c) for c in tag[1:])},
+        model_kwargs={"kernel_sizes": tuple(int(c) for c in tag[1:])}, preprocessing=ECA_PREPROCESSING,
     )
 
 

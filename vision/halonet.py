@@ -47,7 +47,7 @@ from zoo.vision._common import check_image_batch
 
 from zoo.blocks.halo_attention import HaloAttention, StridedPosIndexing
 from zoo.errors import InputShapeError
-from zoo.registry import ModelCard, Paper, WeightSet, register_model
+from zoo.registry import ModelCard, Paper, Preprocessing, WeightSet, register_model
 
 __all__ = ["HaloBottleneck", "HaloNet", "halonet_paper_cfg"]
 
@@ -297,11 +297,16 @@ _TIMM_NOTES = (
 )
 
 
+# evaluation crop of each timm weight set (its pretrained_cfg; all 256 px, bicubic, ImageNet mean/std)
+TIMM_CROP_PCT = {"halonet26t": 0.95, "sehalonet33ts": 0.94, "halonet50ts": 0.94, "eca_halonext26ts": 0.94}
+
+
 def _timm_weights(name: str, tag: str, top1: float) -> WeightSet:
     return WeightSet(
         name="timm", description=f"timm's {name}.{tag} ImageNet-1k weights (256 px, bicubic, ImageNet mean/std)",
         num_classes=1000, url=f"https://huggingface.co/timm/{name}.{tag}/resolve/main/model.safetensors",
         file_name="model.safetensors", license="Apache-2.0", metrics={"imagenet_top1": top1},
+        preprocessing=Preprocessing(input_size=256, interpolation="bicubic", crop_pct=TIMM_CROP_PCT[name]),
     )
 
 

@@ -39,7 +39,7 @@ from zoo.blocks.selective_scan import ScanMethod
 from zoo.blocks.ss2d import SS2D
 from zoo.errors import InputShapeError
 from zoo.hub import read_weights, register_safe_global
-from zoo.registry import ModelCard, Paper, WeightSet, register_model
+from zoo.registry import ModelCard, Paper, Preprocessing, WeightSet, register_model
 
 __all__ = [
     "PatchMerging2D", "ResVMamba", "StageShortcut", "VMamba", "VSSBlock", "VSSStage", "checkpoint_filter",
@@ -337,6 +337,8 @@ _RES_VMAMBA_PAPER = Paper(
     code_url="https://github.com/ChiShengChen/ResVMamba",
 )
 _RELEASES = "https://github.com/MzeroMiko/VMamba/releases/download/%23v0cls/"
+# the Swin-style config both releases use: 224 px, bicubic, test Resize(256) + CenterCrop(224), ImageNet mean/std
+SWIN_PREPROCESSING = Preprocessing(input_size=224, interpolation="bicubic", crop_pct=0.875)
 _COMMON_NOTES = (
     "VMamba v0 ('Vanilla VMamba'): no MLP in the blocks, PatchMerging2D downsampling, LayerNorm eps 1e-5 "
     "everywhere (what the official VSSM passes). MACs count convolutions, linear layers and the projection "
@@ -356,7 +358,8 @@ _EMA = "vmamba_imagenet_ema.yaml"  # VMamba-S/B were trained with EMA, VMamba-T 
 
 def _official_in1k(file_name: str, top1: float, ema: bool) -> tuple[WeightSet, ...]:
     """The official weights; for models trained with EMA also the file's EMA entry, as a second weight set."""
-    common = {"num_classes": 1000, "url": _RELEASES + file_name, "file_name": file_name, "license": "MIT"}
+    common = {"num_classes": 1000, "url": _RELEASES + file_name, "file_name": file_name, "license": "MIT",
+              "preprocessing": SWIN_PREPROCESSING}
     trained = WeightSet(
         name="official_in1k",
         description="Official VMamba v0 ImageNet-1k weights, 300-epoch Swin-style recipe"
@@ -447,6 +450,7 @@ _RES_VMAMBA_NOTES = (
                         "81.70 % top-1 (PLOS ONE); which run this file is, is not stated",
             num_classes=241, url="https://huggingface.co/ms57rd/Res-VMamba/resolve/main/ckpt_epoch_166.pth",
             file_name="ckpt_epoch_166.pth", license="MIT (Hugging Face model card)",
+            preprocessing=SWIN_PREPROCESSING,
         ),),
         target_layer="classifier.norm", notes=_RES_VMAMBA_NOTES + _COMMON_NOTES,
     ),

@@ -198,6 +198,15 @@ class ModelCard:
         known = ", ".join(w.name for w in self.weights) or "none"
         raise KeyError(f"no weight set {name!r}; known weight sets: {known}")
 
+    def weights_of(self, source: str) -> WeightSet | None:
+        """The weight set a ``pretrained`` source is: its name, or a path to its file as distributed (the
+        official download of a weight set that has no direct url); None for any other source."""
+        for weights in self.weights:
+            if source == weights.name or (weights.file_name and source.endswith(("/" + weights.file_name,
+                                                                                    weights.file_name))):
+                return weights
+        return None
+
 
 @dataclass(frozen=True)
 class ModelEntry:

@@ -130,6 +130,7 @@ class ZooCLI(LightningCLI):
     def __init__(self, task_class: type[ZooTask], args: list[str], extra_callbacks: list[Any] = (),
                  run: bool = True):
         self.task_class = task_class
+        self.command_line = list(args)
         super().__init__(
             model_class=task_class, datamodule_class=L.LightningDataModule, subclass_mode_model=False,
             subclass_mode_data=True, save_config_callback=ZooSaveConfig, auto_configure_optimizers=False,
@@ -158,11 +159,44 @@ class ZooCLI(LightningCLI):
         except ArgumentError as err:
             raise ZooError(_explain_parse_error(parser, str(err), args)) from None
 
+    @override
+    def before_instantiate_classes(self) -> None:
+        for line in adopt_weight_preprocessing(self.config, self.command_line):
+            print(line, flush=True)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_optimizer_args((Optimizer,), link_to="model.optimizer")
         parser.add_lr_scheduler_args((LRScheduler, ReduceLROnPlateau), link_to="model.lr_scheduler")
         for data_attribute, task_argument in self.task_class.data_links:
             parser.link_arguments(f"data.{data_attribute}", f"model.{task_argument}", apply_on="instantiate")
+
+
+def adopt_weight_preprocessing(config: Any, command_line: list[str]) -> list[str]:
+    """Fine-tuning from a weight set whose card gives its preprocessing: set the data module's arguments named in
+    its ``PREPROCESSING_FIELDS`` (mean, std, input size, interpolation, crop) to the weights' values, in
+    ``config`` before the classes are built, except those the command line sets (``--data.<name>``). Returns
+    the line that says what changed (none when nothing did)."""
+    model, data = config.get("model"), config.get("data")
+    source = model.get("pretrained") if model is not None else None
+    if not source or data is None or not data.get("class_path"):
+        return []
+    weights = get_card(model.get("model")).weights_of(str(source))
+    fields = getattr(import_class(data.class_path), "PREPROCESSING_FIELDS", None)
+    if weights is None or weights.preprocessing is None or not fields:
+        return []
+    given = {m.group(1) for flag in command_line if (m := re.match(r"--data\.(?:init_args\.)?(\w+)", flag))}
+    changed = []
+    for name, argument in fields.items():
+        value = getattr(weights.preprocessing, name)
+        current = data.init_args.get(argument)
+        if argument in given or (tuple(current) if isinstance(current, list) else current) == value:
+            continue
+        data.init_args[argument] = value
+        changed.append(f"{argument} {list(value) if isinstance(value, tuple) else value}")
+    if not changed:
+        return []
+    return [f"data prepared as the {weights.name!r} weights were trained: {', '.join(changed)} "
+            "(a --data.<name> flag keeps your value)"]
 
 
 def _known_flags(parser, args: list[str]) -> list[str]:
