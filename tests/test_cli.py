@@ -97,6 +97,11 @@ def test_missing_arguments_are_explained(capsys):
     assert "no such checkpoint" in capsys.readouterr().err
 
 
+def test_a_checkpoint_records_the_task_kind_and_the_model_that_rebuilds_it(trained_run):
+    record = torch.load(trained_run.best, weights_only=True)["zoo"]
+    assert record["task"] == zoo.get_card(record["model"]["model_id"]).task == "image_classification"
+
+
 def test_explain_writes_the_heat_map_over_the_image(trained_run, tmp_path, capsys):
     from PIL import Image
 

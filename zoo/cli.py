@@ -205,6 +205,7 @@ def _resume_args(model_id: str, run_id: str | None, extra_args: list[str]) -> tu
     """Flags that continue an earlier run (its config, the same MLflow run) and its last checkpoint."""
     import mlflow
 
+    from zoo.faults import CHECKPOINT_EVERY_ENV, DEFAULT_CHECKPOINT_EVERY_S
     from zoo.store import default_tracking_uri, local_path
     from zoo.tracking import CHECKPOINT_ARTIFACT_DIR
 
@@ -223,8 +224,10 @@ def _resume_args(model_id: str, run_id: str | None, extra_args: list[str]) -> tu
         try:
             last = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{CHECKPOINT_ARTIFACT_DIR}/last.ckpt"))
         except Exception as err:
-            raise ZooError(f"run {run_id} has no last.ckpt to resume from (was it stopped before its first "
-                           f"epoch ended?): {err}") from None
+            raise ZooError(f"run {run_id} has no last.ckpt to resume from (was it killed before its first "
+                           "checkpoint was written? A run writes it at an epoch end at most once every "
+                           f"{CHECKPOINT_EVERY_ENV} seconds, {DEFAULT_CHECKPOINT_EVERY_S:g} by default): {err}") \
+                from None
     try:
         config = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/config.yaml")
     except Exception:
@@ -393,12 +396,10 @@ def cmd_lightning(command: str, argv: list[str]) -> int:
 
 
 def cmd_explain(argv: list[str]) -> int:
-    """Grad-CAM of one image for a classifier checkpoint, written as a PNG (image | overlay)."""
-    from PIL import Image
-
-    from zoo.data.images import image_transform, read_image
-    from zoo.explain import default_target_layer, grad_cam, overlay, unnormalise
-    from zoo.factory import create_model
+    """Explain one image with a checkpoint: the checkpoint's task kind does it (image classification: Grad-CAM,
+    written as a PNG of image | overlay); kinds without an ``explain`` say so."""
+    from zoo.registry import get_card
+    from zoo.tasks.registry import get_task_class
 
     parser = argparse.ArgumentParser(prog="zoo explain")
     parser.add_argument("model", nargs="?")
@@ -412,39 +413,12 @@ def cmd_explain(argv: list[str]) -> int:
     model_id = checkpoint_model_id(checkpoint)
     if options.model and options.model != model_id:
         raise ZooError(f"{options.ckpt} is a checkpoint of {model_id}, not {options.model}")
-    class_names = (checkpoint["zoo"].get("extras") or {}).get("class_names")
-    data = checkpoint.get("datamodule_hyper_parameters", {})
-    if not class_names or "image_size" not in data:
+    explain = getattr(get_task_class(get_card(model_id).task), "explain", None)
+    if explain is None:
         raise ZooError(f"{options.ckpt} is not an image classification checkpoint")
-    model = create_model(model_id, pretrained=options.ckpt).eval()
-    transform = image_transform(data["image_size"], data.get("augment", "none"), data["mean"], data["std"], False)
-    picture = read_image(options.image)
-    images = transform(image=picture)["image"][None]
-    target = None
-    if options.target is not None:
-        if options.target in class_names:
-            target = [class_names.index(options.target)]
-        elif options.target.isdigit() and int(options.target) < len(class_names):
-            target = [int(options.target)]
-        else:
-            raise ZooError(f"unknown class {options.target!r}; classes: {', '.join(class_names)}")
-    # at small inputs the card's last stage is 1x1: take the deepest layer with a map of at least 7x7
-    layer = options.layer or default_target_layer(model, images.shape[-2:])
-    heat, logits = grad_cam(model, images, target, layer)
-    probabilities = logits.softmax(-1)[0]
-    explained = target[0] if target else int(probabilities.argmax())
-    predicted = int(probabilities.argmax())
-    display = unnormalise(images, data["mean"], data["std"])[0]
-    blended = Image.fromarray(overlay(display, heat[0].numpy()))
-    scale = max(1, round(256 / max(blended.size)))  # tiny inputs are enlarged so the map can be seen
-    blended = blended.resize((blended.width * scale, blended.height * scale), Image.Resampling.BILINEAR)
     # not beside the image: a folder of inputs that `zoo predict` reads next must not gain PNGs
     output = Path(options.output or Path.cwd() / (Path(options.image).stem + "_gradcam.png"))
-    blended.save(output)
-    print(f"{Path(options.image).name}: predicted {class_names[predicted]} ({probabilities[predicted]:.3f}); "
-          f"Grad-CAM of class {class_names[explained]} at layer {layer} over the {data['image_size']}px model "
-          f"input\n"
-          f"wrote {output.resolve()}")
+    print(explain(checkpoint, options.ckpt, options.image, options.target, options.layer, output))
     return 0
 
 

@@ -215,3 +215,51 @@ class ClassificationTask(ZooTask):
     def load_checkpoint_extras(self, extras: dict[str, Any]) -> None:
         if extras.get("class_names"):
             self.class_names = list(extras["class_names"])
+
+    @classmethod
+    def explain(cls, checkpoint: dict[str, Any], checkpoint_path: str, image: str, target: str | None,
+                layer: str | None, output: Path) -> str:
+        """Grad-CAM of one image file for a checkpoint of this task, written to ``output`` as a PNG of image |
+        overlay, with the checkpoint's own evaluation transform; returns what to print.
+
+        Raises:
+            ZooError: the checkpoint is not an image classifier's, or ``target`` names no class.
+        """
+        from PIL import Image
+
+        from zoo.data.images import image_transform, read_image
+        from zoo.errors import ZooError
+        from zoo.explain import overlay
+        from zoo.factory import create_model
+
+        class_names = (checkpoint["zoo"].get("extras") or {}).get("class_names")
+        data = checkpoint.get("datamodule_hyper_parameters", {})
+        if not class_names or "image_size" not in data:
+            raise ZooError(f"{checkpoint_path} is not an image classification checkpoint")
+        model = create_model(checkpoint["zoo"]["model"]["model_id"], pretrained=checkpoint_path).eval()
+        transform = image_transform(data["image_size"], data.get("augment", "none"), data["mean"], data["std"],
+                                    False, interpolation=data.get("interpolation"),
+                                    crop_pct=data.get("crop_pct", 0.875))
+        images = transform(image=read_image(image))["image"][None]
+        chosen = None
+        if target is not None:
+            if target in class_names:
+                chosen = [class_names.index(target)]
+            elif target.isdigit() and int(target) < len(class_names):
+                chosen = [int(target)]
+            else:
+                raise ZooError(f"unknown class {target!r}; classes: {', '.join(class_names)}")
+        # at small inputs the card's last stage is 1x1: take the deepest layer with a map of at least 7x7
+        layer = layer or default_target_layer(model, images.shape[-2:])
+        heat, logits = grad_cam(model, images, chosen, layer)
+        probabilities = logits.softmax(-1)[0]
+        explained = chosen[0] if chosen else int(probabilities.argmax())
+        predicted = int(probabilities.argmax())
+        display = unnormalise(images, data["mean"], data["std"])[0]
+        blended = Image.fromarray(overlay(display, heat[0].numpy()))
+        scale = max(1, round(256 / max(blended.size)))  # tiny inputs are enlarged so the map can be seen
+        blended = blended.resize((blended.width * scale, blended.height * scale), Image.Resampling.BILINEAR)
+        blended.save(output)
+        return (f"{Path(image).name}: predicted {class_names[predicted]} ({probabilities[predicted]:.3f}); "
+                f"Grad-CAM of class {class_names[explained]} at layer {layer} over the {data['image_size']}px "
+                f"model input\nwrote {output.resolve()}")

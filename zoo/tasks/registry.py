@@ -26,13 +26,14 @@ _DISCOVERED = False
 
 
 def register_task(kind: str) -> Callable[[type], type]:
-    """Class decorator: ``cls`` trains models whose card names ``kind``; sets ``cls.kind``."""
+    """Class decorator: ``cls`` trains models whose card names ``kind``; sets ``cls.task_kind`` (which its
+    checkpoints record)."""
 
     def decorator(cls: type) -> type:
         if kind in _TASKS and _TASKS[kind] is not cls:
             raise ValueError(f"task kind {kind!r} registered twice: by {_TASKS[kind].__qualname__} and "
                              f"{cls.__qualname__}")
-        cls.kind = kind
+        cls.task_kind = kind
         _TASKS[kind] = cls
         return cls
 
