@@ -6,7 +6,7 @@
    end-of-run plots, Grad-CAM and MLflow model) against a bare PyTorch loop doing the same epochs (training and
    validation) over the same model, data, optimiser and schedule: the framework's overhead.
 
-    python -m benchmarks.eca_resnet_speed [--batch 16] [--size 160] [--steps 4] [--rounds 5] [--epochs 12]
+    python -m benchmarks.eca_resnet_speed [--batch 16] [--size 160] [--steps 4] [--rounds 5] [--epochs 10]
 
 Numbers depend on the machine and its load; the script prints the load average with them.
 """
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=12, help="epochs of the loop comparison (quick start: 12)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the loop comparison (quick start: 10)")
     args = parser.parse_args()
     # Denormal floats make x86 CPUs many times slower, and whether a run meets them depends on rounding: two runs
     # of one architecture then differ by 10-15 % at random. Flushing them to zero compares the implementations.

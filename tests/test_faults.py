@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo.errors import CheckpointWriteError
-from zoo.faults import atomic_save, remove_stale_temporaries, temp_path
+from zoo.errors import CheckpointWriteError, ZooError
+from zoo.faults import AtomicCheckpointIO, atomic_save, checkpoint_interval, remove_stale_temporaries, temp_path
 
 ARGS = ["vision/eca_resnet18", "--data.image_size", "16", "--data.batch_size", "64",
         "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
@@ -26,7 +26,8 @@ EPOCH_AGGREGATES = ("train/acc", "train/loss_epoch")  # averaged over the batche
 def zoo_train(folder: Path, *extra: str, fault: str | None = None, env: dict | None = None,
               timeout: float = 300) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in ("ZOO_FAULT", "MLFLOW_TRACKING_URI")}
-    environment.update({"OMP_NUM_THREADS": "1", **(env or {})})
+    # checkpoints at every epoch end (not at most once a minute): the faults below strike at chosen epochs
+    environment.update({"OMP_NUM_THREADS": "1", "ZOO_CHECKPOINT_EVERY": "0", **(env or {})})
     if fault:
         environment["ZOO_FAULT"] = fault
     folder.mkdir(parents=True, exist_ok=True)
@@ -131,6 +132,16 @@ def test_ctrl_c_stops_like_sigterm(tmp_path):
     assert histories(tmp_path)[0] == "FINISHED"
 
 
+def test_kill_9_before_the_first_checkpoint_write_says_so_on_resume(tmp_path):
+    killed = zoo_train(tmp_path, fault="train_batch@epoch=2,batch=1", env={"ZOO_CHECKPOINT_EVERY": "3600"})
+    assert killed.returncode == -signal.SIGKILL
+    assert not list((tmp_path / "runs").glob("*/checkpoints/last.ckpt"))  # two epochs ended within the hour
+    resumed = zoo_train(tmp_path, "--resume")
+    assert resumed.returncode == 1
+    assert "has no last.ckpt to resume from" in resumed.stderr
+    assert "at most once every ZOO_CHECKPOINT_EVERY seconds, 60 by default" in resumed.stderr
+
+
 def test_four_runs_at_once_on_a_fresh_sqlite_store_all_complete(tmp_path):
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     environment.pop("MLFLOW_TRACKING_URI", None)
@@ -177,3 +188,40 @@ def test_temporaries_of_killed_writes_are_removed(tmp_path):
     (tmp_path / "best.ckpt").write_bytes(b"kept")
     assert remove_stale_temporaries(tmp_path) == [stale]
     assert [p.name for p in tmp_path.iterdir()] == ["best.ckpt"]
+
+
+def test_checkpoints_asked_for_within_the_interval_are_held_then_written_as_they_were(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("zoo.faults.time.monotonic", lambda: clock[0])
+    io = AtomicCheckpointIO(interval_s=60)
+    weights = torch.zeros(3)
+    last, best = tmp_path / "last.ckpt", tmp_path / "best.ckpt"
+    io.save_checkpoint({"epoch": 0, "w": weights}, last)
+    io.save_checkpoint({"epoch": 0, "w": weights}, best)
+    weights += 1  # training goes on changing the live tensors
+    clock[0] += 30
+    io.save_checkpoint({"epoch": 1, "w": weights}, last)
+    assert not last.exists() and not best.exists()  # within the minute: nothing written yet
+    weights += 1
+    clock[0] += 31
+    io.save_checkpoint({"epoch": 2, "w": weights}, last)  # a minute has passed: everything pending is written
+    assert torch.load(last, weights_only=True)["epoch"] == 2
+    assert torch.equal(torch.load(best, weights_only=True)["w"], torch.zeros(3))  # as it was when asked for
+    io.save_checkpoint({"epoch": 3, "w": weights}, last)
+    assert torch.load(last, weights_only=True)["epoch"] == 2
+    io.teardown()  # the end of training (or a failure) writes what is held
+    assert torch.load(last, weights_only=True)["epoch"] == 3
+    io.save_checkpoint({"epoch": 4}, best)
+    io.remove_checkpoint(best)
+    io.flush()
+    assert not best.exists()
+
+
+def test_the_checkpoint_interval_is_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("ZOO_CHECKPOINT_EVERY", "0")
+    assert checkpoint_interval() == 0
+    monkeypatch.delenv("ZOO_CHECKPOINT_EVERY")
+    assert checkpoint_interval() == 60
+    monkeypatch.setenv("ZOO_CHECKPOINT_EVERY", "soon")
+    with pytest.raises(ZooError, match="ZOO_CHECKPOINT_EVERY='soon': give the seconds between checkpoint writes"):
+        checkpoint_interval()

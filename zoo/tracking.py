@@ -32,6 +32,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from zoo.errors import RunStoppedError, ZooError
+from zoo.faults import flush_checkpoints
 from zoo.store import default_tracking_uri, local_path, prepare_store
 
 MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
@@ -638,6 +639,7 @@ class RunArtifacts(Callback):
         logger.start_system_metrics()
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        flush_checkpoints(trainer)  # the files are read and uploaded next
         logger = mlflow_logger(trainer)
         checkpoints = run_checkpoints(trainer)
         if logger is None or trainer.global_rank != 0 or not checkpoints:
