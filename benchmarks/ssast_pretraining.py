@@ -12,6 +12,7 @@ pretraining, then fine-tuning with ``--model.pretrained runs:/<run>/pretrained/m
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import re
@@ -61,6 +62,10 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=12)
     parser.add_argument("--finetune-epochs", type=int, default=15)
     parser.add_argument("--lr", type=float, default=2.5e-4, help="fine-tuning AdamW lr (official Speech Commands)")
+    parser.add_argument("--pretrain-lr", type=float, default=5e-4, help="MSPM AdamW lr (the quick-start recipe's)")
+    parser.add_argument("--strides", type=int, nargs="+", default=[16],
+                        help="fine-tuning patch strides to compare at (16: the quick start's and the pretraining's; "
+                             "10: the paper's fine-tuning stride)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,13 +75,18 @@ def main() -> None:
         out, pretrain_s = zoo_train(work, "audio/ssast_tiny_patch_pretrain", "--data.root", str(work / "unlabelled"),
                                     "--data.num_frames", str(FRAMES), "--model.model_kwargs", PATCH_MODEL,
                                     "--model.num_masked", str(MASKED), "--trainer.max_epochs",
-                                    str(args.pretrain_epochs))
+                                    str(args.pretrain_epochs), "--optimizer.lr", str(args.pretrain_lr))
         (run_id,) = re.findall(r"MLflow run: +([0-9a-f]{32})", out)
-        print(f"pretraining: {pretrain_s:.0f} s, run {run_id}", flush=True)
+        print(f"pretraining: {pretrain_s:.0f} s, run {run_id}, "
+              f"{' '.join(re.findall(r'val/masked_acc [0-9.]+', out)[-1:])}",
+              flush=True)
         results = {}
-        for name, extra in (("from scratch", []),
-                            ("from MSPM pretraining", ["--model.pretrained",
-                                                       f"runs:/{run_id}/pretrained/model.safetensors"])):
+        for stride, (name, extra) in itertools.product(args.strides, (
+                ("from scratch", []),
+                ("from MSPM pretraining", ["--model.pretrained", f"runs:/{run_id}/pretrained/model.safetensors"]))):
+            name = f"stride {stride}, {name}"
+            extra = [*extra, "--model.model_kwargs", f'{{"input_tdim": {FRAMES}, "fstride": {stride}, '
+                                                     f'"tstride": {stride}}}']
             out, seconds = zoo_train(work, "audio/ssast_tiny_patch", "--data.root", str(work / "labelled"),
                                      "--data.val_fraction", "0.15", "--data.test_fraction", "0.25",
                                      "--data.batch_size", "16", "--trainer.max_epochs", str(args.finetune_epochs),
