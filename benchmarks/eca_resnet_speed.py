@@ -6,7 +6,7 @@
    end-of-run plots, Grad-CAM and MLflow model) against a bare PyTorch loop doing the same epochs (training and
    validation) over the same model, data, optimiser and schedule: the framework's overhead.
 
-    python -m benchmarks.eca_resnet_speed [--batch 16] [--size 160] [--steps 4] [--rounds 5] [--epochs 10]
+    python -m benchmarks.eca_resnet_speed [--batch 16] [--size 160] [--steps 4] [--rounds 5] [--epochs 10] [--repeats 3]
 
 Numbers depend on the machine and its load; the script prints the load average with them.
 """
@@ -22,6 +22,7 @@ import time
 
 import timm
 import torch
+from lightning.pytorch import Callback
 from torch import nn
 from zoo.data.images import ImageClassificationData
 
@@ -100,7 +101,18 @@ def bare_loop(epochs: int, image_size: int, batch_size: int) -> float:
     return time.perf_counter() - start
 
 
-def zoo_loop(epochs: int, image_size: int, batch_size: int) -> float:
+class _TrainEnd(Callback):
+    """Notes when the last epoch has ended, before the end-of-run work (MLflow model, plots, Grad-CAM, the
+    final checkpoint write)."""
+
+    at = 0.0
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.at = time.perf_counter()
+
+
+def zoo_loop(epochs: int, image_size: int, batch_size: int) -> tuple[float, float]:
+    """Wall time of ``zoo train``'s fit, and of its part up to the end of the last epoch."""
     from zoo.runner import ZooCLI
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp), contextlib.redirect_stdout(io.StringIO()):
@@ -109,11 +121,12 @@ def zoo_loop(epochs: int, image_size: int, batch_size: int) -> float:
         args += ["--model.model", "vision/eca_resnet50", "--trainer.max_epochs", str(epochs),
                  "--data.image_size", str(image_size), "--data.batch_size", str(batch_size),
                  "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-        cli = ZooCLI(ClassificationTask, args, run=False)
+        train_end = _TrainEnd()
+        cli = ZooCLI(ClassificationTask, args, extra_callbacks=[train_end], run=False)
         _ = cli.trainer.loggers[0].experiment  # the MLflow store is created once per directory: not counted
         start = time.perf_counter()
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, train_end.at - start
 
 
 def main() -> None:
@@ -123,6 +136,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the loop comparison (quick start: 10)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds of the loop comparison")
     args = parser.parse_args()
     # Denormal floats make x86 CPUs many times slower, and whether a run meets them depends on rounding: two runs
     # of one architecture then differ by 10-15 % at random. Flushing them to zero compares the implementations.
@@ -139,12 +153,25 @@ def main() -> None:
     print(f"   timm resnet50 + attn_layer=eca   {theirs:.3f} steps/s")
     print(f"   zoo / timm                       {ours / theirs:.3f}  (> 1: zoo faster)")
 
-    bare = bare_loop(args.epochs, 32, 64)
-    framework = zoo_loop(args.epochs, 32, 64)
-    print(f"\n2. {args.epochs} epochs of the digits quick start (32 px, batch 64), train + validation each epoch")
-    print(f"   bare PyTorch loop     {bare:.1f} s")
-    print(f"   zoo train (fit)       {framework:.1f} s")
-    print(f"   zoo / bare            {framework / bare:.3f}  (overhead {100 * (framework / bare - 1):.1f} %)")
+    pairs = []
+    for r in range(args.repeats):  # alternating, so that a change in machine load hits both
+        order = ("bare", "zoo") if r % 2 == 0 else ("zoo", "bare")
+        times = {name: bare_loop(args.epochs, 32, 64) if name == "bare" else zoo_loop(args.epochs, 32, 64)
+                 for name in order}
+        (framework, epochs_done), bare = times["zoo"], times["bare"]
+        pairs.append((framework / bare, bare, framework, epochs_done))
+        print(f"   round {r + 1}: bare {bare:.1f} s, zoo {framework:.1f} s, zoo / bare {framework / bare:.3f}",
+              flush=True)
+    _, bare, framework, epochs_done = sorted(pairs)[len(pairs) // 2]  # the median round
+    print(f"\n2. {args.epochs} epochs of the digits quick start (32 px, batch 64), train + validation each epoch; "
+          f"median of {args.repeats} alternating rounds")
+    print(f"   bare PyTorch loop                        {bare:.1f} s")
+    print(f"   zoo train (fit)                          {framework:.1f} s")
+    print(f"   zoo / bare                               {framework / bare:.3f}  (overhead "
+          f"{100 * (framework / bare - 1):.1f} %)")
+    print(f"   of which up to the end of the last epoch {epochs_done:.1f} s  ({epochs_done / bare:.3f} x bare)")
+    print(f"   and the end of the run                   {framework - epochs_done:.1f} s  (MLflow model, plots, "
+          "Grad-CAM, final checkpoint write)")
     print(f"\nafter: {load_average()}")
 
 

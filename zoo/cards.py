@@ -118,7 +118,10 @@ def card_fields(model_id: str, saved: dict | None = None) -> list[tuple[str, str
         fields.append(("weights", "none published"))
     for weights in card.weights:
         where = weights.url or weights.download_page or "?"
-        parts = [weights.description, ", ".join(f"{k} {v}" for k, v in weights.metrics.items()), where]
+        prep = weights.preprocessing
+        inputs = prep and (f"inputs {prep.input_size} px {prep.interpolation}, crop {prep.crop_pct:g}, mean "
+                           f"{list(prep.mean)}, std {list(prep.std)}")
+        parts = [weights.description, ", ".join(f"{k} {v}" for k, v in weights.metrics.items()), inputs, where]
         fields.append((f"weights {weights.name}", "; ".join(p for p in parts if p)))
     if card.target_layer:
         fields.append(("Grad-CAM layer", card.target_layer))

@@ -71,3 +71,11 @@ def test_evaluation_crop_and_filter_follow_the_arguments():
     assert not torch.allclose(out(image=image)["image"], default)
     with pytest.raises(Exception, match="crop_pct must lie in"):
         image_transform(224, "imagenet", mean, std, train=False, crop_pct=1.5)
+
+
+def test_zoo_info_shows_how_the_weights_want_their_inputs(capsys):
+    from zoo.cli import main
+
+    assert main(["info", "vision/halonet26t"]) == 0
+    assert "inputs 256 px bicubic, crop 0.95, mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]" in \
+        capsys.readouterr().out
