@@ -13,7 +13,8 @@ One kind, two classes. Every tabular card names the task kind ``"tabular"``, bec
 ``tabular/tabr``, ...) trains regression or classification depending on the table it is given, which the card
 cannot know. So ``"tabular"`` stays the one registered kind, :class:`TabularTask`, and constructing it builds
 :class:`TabularRegressionTask` (``num_classes`` 1) or :class:`TabularClassificationTask` (2 or more), decided in
-one place, :func:`tabular_task_class` (called by the metaclass when ``TabularTask(...)`` is called; the CLI,
+one place, :func:`tabular_task_class` (``TabularTask.__init__`` becomes that class once the model is built, so
+the weights' head decides, with no second build; the CLI,
 ``load_from_checkpoint`` and recipes all construct ``TabularTask``, so cards, recipes, checkpoints and
 ``zoo train tabular/...`` work unchanged). ``TabularTask`` holds what both share: the constructor (its signature is
 the ``--model.*`` flags), features, the retrieval plumbing, the steps, the metric epoch logic, the prediction CSV
@@ -26,7 +27,6 @@ split. Model outputs are (B, 1) for regression and binary classification (one lo
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -60,38 +60,8 @@ def tabular_task_class(num_classes: int) -> type[TabularTask]:
     return TabularRegressionTask if num_classes == 1 else TabularClassificationTask
 
 
-def _model_num_classes(model: str, num_classes: int | None = None, feature_shapes: dict[str, Any] | None = None,
-                       **kwargs: Any) -> int:
-    """The ``num_classes`` that ``TabularTask.__init__`` will build the model with: the argument; without it, the
-    weights' head decides (``pretrained``), else the card's default."""
-    if num_classes is not None:
-        return int(num_classes)
-    model_kwargs = kwargs.get("model_kwargs") or {}
-    if kwargs.get("pretrained"):
-        from zoo.factory import create_model
-
-        built = create_model(model, pretrained=kwargs["pretrained"], **{**(feature_shapes or {}), **model_kwargs})
-        return int(built.zoo_config["num_classes"])
-    from zoo.registry import get_entry
-
-    return int(get_entry(model).card.num_classes)
-
-
-class _BuildsTheTaskOfTheTable(type(ZooTask)):
-    """``TabularTask(...)`` builds the regression or the classification task (see :func:`tabular_task_class`)."""
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        chosen = cls
-        if cls is TabularTask:
-            bound = inspect.signature(TabularTask.__init__).bind(None, *args, **kwargs).arguments
-            extra = bound.pop("kwargs", {})
-            bound.pop("self")
-            chosen = tabular_task_class(_model_num_classes(**bound, **extra))
-        return super(_BuildsTheTaskOfTheTable, chosen).__call__(*args, **kwargs)
-
-
 @register_task("tabular")
-class TabularTask(RetrievalMixin, ZooTask, metaclass=_BuildsTheTaskOfTheTable):
+class TabularTask(RetrievalMixin, ZooTask):
     """What tabular regression and classification share; ``TabularTask(...)`` builds the one for the model's
     ``num_classes`` (see the module docstring).
 
@@ -125,6 +95,8 @@ class TabularTask(RetrievalMixin, ZooTask, metaclass=_BuildsTheTaskOfTheTable):
         self.save_hyperparameters()
         self.build_model(num_classes=num_classes, **{**(feature_shapes or {}), **(kwargs.get("model_kwargs") or {})})
         self.num_classes = self.model.zoo_config["num_classes"]
+        if type(self) is TabularTask:  # the model built for the table decides: regression or classification
+            self.__class__ = tabular_task_class(self.num_classes)
         self.kind = table_kind(self.num_classes)
         if self.kind not in self.table_kinds:
             raise ValueError(f"{type(self).__name__} trains {' and '.join(self.table_kinds) or 'no table'}, not a "
@@ -349,8 +321,3 @@ class TabularClassificationTask(TabularTask):
                 row.update({f"p_{name}": f"{q:.6f}" for name, q in zip(self.class_names, p, strict=True)})
             rows.append(row)
         return rows
-
-
-# ``inspect.signature(TabularTask)`` would otherwise read the metaclass's ``__call__(*args, **kwargs)``.
-TabularTask.__signature__ = inspect.signature(TabularTask.__init__).replace(
-    parameters=list(inspect.signature(TabularTask.__init__).parameters.values())[1:])
