@@ -28,9 +28,14 @@ FRAMES, MASKED = 96, 37  # 96 frames x 128 bins: 6 x 8 = 48 patches of 16x16, 37
 PATCH_MODEL = '{"input_tdim": 96, "fstride": 16, "tstride": 16}'
 
 
-def split_words(root: Path, out: Path, labelled: int, seed: int) -> tuple[int, int]:
-    """Symlink ``labelled`` clips per word into out/labelled/<word>/ and the rest into out/unlabelled/."""
+def split_words(root: Path, out: Path, labelled: int, seed: int, extra: Path | None = None) -> tuple[int, int]:
+    """Symlink ``labelled`` clips per word into out/labelled/<word>/ and the rest into out/unlabelled/, with
+    every clip of ``extra`` (other takes of the words) unlabelled too."""
     rng, counts = random.Random(seed), [0, 0]
+    for clip in sorted(extra.rglob("*.wav")) if extra else ():
+        (out / "unlabelled").mkdir(parents=True, exist_ok=True)
+        (out / "unlabelled" / f"extra_{clip.parent.name}_{clip.name}").symlink_to(clip)
+        counts[1] += 1
     for word in sorted(p for p in root.iterdir() if p.is_dir()):
         clips = sorted(p for p in word.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
         rng.shuffle(clips)
@@ -66,11 +71,18 @@ def main() -> None:
     parser.add_argument("--strides", type=int, nargs="+", default=[16],
                         help="fine-tuning patch strides to compare at (16: the quick start's and the pretraining's; "
                              "10: the paper's fine-tuning stride)")
+    parser.add_argument("--extra-speeds", type=int, nargs="*", default=[],
+                        help="also synthesise unlabelled takes of the words at these speeds (wpm) ...")
+    parser.add_argument("--extra-pitches", type=int, nargs="*", default=[], help="... and these pitches (0-100)")
+    parser.add_argument("--workdir", type=Path, help="keep the clips and the MLflow runs here (default: a temporary "
+                        "folder)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        n_labelled, n_unlabelled = split_words(spoken_words(), work, args.labelled, args.seed)
+        work = args.workdir or Path(tmp)
+        extra = (spoken_words(work / "extra_takes", args.extra_speeds, args.extra_pitches)
+                 if args.extra_speeds and args.extra_pitches else None)
+        n_labelled, n_unlabelled = split_words(spoken_words(), work, args.labelled, args.seed, extra)
         print(f"{n_labelled} labelled clips, {n_unlabelled} unlabelled", flush=True)
         out, pretrain_s = zoo_train(work, "audio/ssast_tiny_patch_pretrain", "--data.root", str(work / "unlabelled"),
                                     "--data.num_frames", str(FRAMES), "--model.model_kwargs", PATCH_MODEL,

@@ -297,9 +297,12 @@ class ESpeak:
         return np.concatenate(self._chunks) if self._chunks else None
 
 
-def spoken_words(folder: Path | None = None) -> Path:
+def spoken_words(folder: Path | None = None, speeds: Sequence[int] = SPEEDS, pitches: Sequence[int] = PITCHES
+                 ) -> Path:
     """The embedded spoken-word set: ``len(WORDS)`` English words x 5 voices x 5 voice variants x 2 speeds x 2
-    pitches (up to 100 clips per word, 1 s, 16 kHz wav), written once into ``cache/spoken_words``."""
+    pitches (up to 100 clips per word, 1 s, 16 kHz wav), written once into ``cache/spoken_words``. Other
+    ``speeds`` (words per minute) and ``pitches`` (0-100) give other takes of the same words (give another
+    ``folder``)."""
     folder = folder or cache_root() / "spoken_words"
     if (folder / "README.txt").exists():
         return folder
@@ -311,7 +314,7 @@ def spoken_words(folder: Path | None = None) -> Path:
         (tmp / word).mkdir(parents=True, exist_ok=True)
         takes = [(f"{voice}{variant.replace('+', '_')}_s{speed}_p{pitch}", speaker.say(word, voice + variant, speed,
                                                                                        pitch))
-                 for voice in VOICES for variant in VARIANTS for speed in SPEEDS for pitch in PITCHES]
+                 for voice in VOICES for variant in VARIANTS for speed in speeds for pitch in pitches]
         takes = [(name, wave[:speaker.rate]) for name, wave in takes if wave is not None and len(wave)]
         batch = torch.zeros(len(takes), speaker.rate)
         for row, (_, wave) in enumerate(takes):
@@ -327,7 +330,7 @@ def spoken_words(folder: Path | None = None) -> Path:
     (tmp / "README.txt").write_text(
         "Spoken words synthesised with eSpeak NG (GPL-3.0 program; the audio it outputs is not covered by its "
         f"licence) by zoo.data.audio: {len(WORDS)} words ({', '.join(WORDS)}), voices {', '.join(VOICES)} with "
-        f"variants, speeds {SPEEDS} wpm, pitches {PITCHES}; {count} one-second clips at {SAMPLE_RATE} Hz "
+        f"variants, speeds {tuple(speeds)} wpm, pitches {tuple(pitches)}; {count} one-second clips at {SAMPLE_RATE} Hz "
         f"(synthesised at {speaker.rate} Hz). "
         "Synthetic speech, not recordings of people.\n")
     if folder.exists():
