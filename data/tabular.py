@@ -192,6 +192,8 @@ class TabularData(L.LightningDataModule):
                 if self._frames is None:
                     self._read_splits()
                 frame, source = self._frames[split], self._sources[split]
+            if len(frame) == 0:  # before the transform, whose scikit-learn error would not name the split
+                raise DataError(f"{source}: the {split} split is empty")
             self._ensure_fitted()
             self._tensors[split] = self.preprocessing.transform(frame, source)
         return self._tensors[split]
@@ -210,8 +212,6 @@ class TabularData(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         tensors = self.split_tensors(split)
-        if len(tensors) == 0:
-            raise DataError(f"{self._sources.get(split, split)}: the {split} split is empty")
         size = self.hparams.batch_size if shuffle else self.hparams.eval_batch_size
         workers = self.hparams.num_workers
         return DataLoader(tensors, batch_size=size, shuffle=shuffle, collate_fn=_whole_batch, num_workers=workers,

@@ -214,6 +214,11 @@ def test_empty_split(tmp_path):
     frame.head(0).to_csv(tmp_path / "empty_val.csv", index=False)
     with pytest.raises(DataError, match=r"empty_val\.csv has no rows"):
         TabularData(str(tmp_path / "t.csv"), target="price", val_path=str(tmp_path / "empty_val.csv"))
+    data = TabularData(str(tmp_path / "t.csv"), target="price", split_column=None, test_fraction=0.0)
+    data.setup("fit")
+    assert not data.has_test_split
+    with pytest.raises(DataError, match=r"t\.csv: the test split is empty"):
+        data.split_tensors("test")
     pd.DataFrame({"x": [], "y": []}).to_csv(tmp_path / "nothing.csv", index=False)
     with pytest.raises(DataError, match="has no rows"):
         TabularData(str(tmp_path / "nothing.csv"), target="y")
