@@ -78,10 +78,11 @@ def main() -> None:
                         "folder)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if bool(args.extra_speeds) != bool(args.extra_pitches):
+        parser.error("--extra-speeds and --extra-pitches go together (each take is one speed at one pitch)")
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
-        extra = (spoken_words(work / "extra_takes", args.extra_speeds, args.extra_pitches)
-                 if args.extra_speeds and args.extra_pitches else None)
+        extra = spoken_words(work / "extra_takes", args.extra_speeds, args.extra_pitches) if args.extra_speeds else None
         n_labelled, n_unlabelled = split_words(spoken_words(), work, args.labelled, args.seed, extra)
         print(f"{n_labelled} labelled clips, {n_unlabelled} unlabelled", flush=True)
         out, pretrain_s = zoo_train(work, "audio/ssast_tiny_patch_pretrain", "--data.root", str(work / "unlabelled"),
