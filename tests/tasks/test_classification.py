@@ -8,6 +8,7 @@ import torch
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 
+from zoo.errors import ZooError
 from zoo.tasks.classification import ClassificationTask, classification_metrics
 
 
@@ -79,3 +80,10 @@ def test_training_with_mixup_and_cutmix_learns_digits():
     trainer.fit(task, data)
     accuracy = trainer.test(task, data, verbose=False)[0]["test/acc"]
     assert accuracy > 0.85, f"test accuracy {accuracy:.3f} (chance 0.1)"
+
+
+def test_model_kwargs_that_contradict_the_data_are_named():
+    with pytest.raises(ZooError, match=r"num_classes=5 \(the data gives num_classes=3\)"):
+        ClassificationTask("vision/eca_resnet18", num_classes=3, model_kwargs={"num_classes": 5})
+    task = ClassificationTask("vision/eca_resnet18", num_classes=None, model_kwargs={"num_classes": 5})
+    assert task.num_classes == 5  # no class count from the data: model_kwargs decides

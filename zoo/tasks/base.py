@@ -35,7 +35,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from typing_extensions import override
 
-from zoo.errors import NonFiniteLossError
+from zoo.errors import NonFiniteLossError, ZooError
 from zoo.factory import create_model
 from zoo.hub import save_pretrained
 from zoo.tracking import mlflow_logger
@@ -116,7 +116,14 @@ class ZooTask(L.LightningModule):
         """Build ``self.model`` from the id, ``pretrained`` and ``model_kwargs`` (``arguments`` override them, e.g.
         ``num_classes`` or the shape of a table), and its EMA copy when ``ema_decay`` is set."""
         hparams = self.hparams
-        kwargs = {**(hparams.get("model_kwargs") or {}), **arguments}
+        given = hparams.get("model_kwargs") or {}
+        arguments = {k: v for k, v in arguments.items() if v is not None or k not in given}
+        clashes = [f"{k}={given[k]!r} (the data gives {k}={v!r})" for k, v in arguments.items()
+                   if k in given and given[k] != v]
+        if clashes:
+            raise ZooError(f"--model.model_kwargs sets {', '.join(clashes)}: the task takes these from the data "
+                           "module; drop them from model_kwargs")
+        kwargs = {**given, **arguments}
         self.model = create_model(self.model_id, pretrained=hparams.get("pretrained"), **kwargs)
         if hparams.get("ema_decay"):
             self.ema = ModelEmaV3(self.model, decay=hparams["ema_decay"])
