@@ -8,7 +8,7 @@ fine-tuning run is tested on the same clips); the rest lose their label (a flat 
 models' Adam, lr 5e-4, wd 5e-7, betas 0.95/0.999), then fine-tuning at equal steps from scratch and with
 ``--model.pretrained runs:/<run>/pretrained/model.safetensors``.
 
-    PYTHONPATH=. python -m benchmarks.ssast_pretraining          # 120 pretraining epochs: about 25 min on 2 cores
+    PYTHONPATH=. python -m benchmarks.ssast_pretraining   # 21 min of pretraining + 12 fine-tunings: 35 min, 2 cores
 """
 
 from __future__ import annotations
