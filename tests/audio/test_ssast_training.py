@@ -32,7 +32,7 @@ def test_pretraining_run_chains_into_fine_tuning(tmp_path):
     assert "val/masked_acc" in pretraining.data.metrics
     encoder = f"runs:/{pretraining.info.run_id}/pretrained/model.safetensors"
     result = zoo_train(tmp_path, "audio/ssast_tiny_patch", *SHORT, "--model.pretrained", encoder,
-                       "--model.model_kwargs", '{"input_tdim": 128, "depth": 2, "fstride": 16, "tstride": 16}')
+                       "--model.model_kwargs", '{"input_tdim": 96, "depth": 2, "fstride": 16, "tstride": 16}')
     assert result.returncode == 0, result.stderr[-3000:]
     _, (_, fine_tuning) = runs(tmp_path)
     assert "test/acc" in fine_tuning.data.metrics
