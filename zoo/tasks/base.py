@@ -113,8 +113,9 @@ class ZooTask(L.LightningModule):
             self._hparams_initial.setdefault(key, copy.deepcopy(value))
 
     def build_model(self, **arguments: Any) -> nn.Module:
-        """Build ``self.model`` from the id, ``pretrained`` and ``model_kwargs`` (``arguments`` override them, e.g.
-        ``num_classes`` or the shape of a table), and its EMA copy when ``ema_decay`` is set."""
+        """Build ``self.model`` from the id, ``pretrained``, ``model_kwargs`` and ``arguments`` (what the data module
+        gives, e.g. ``num_classes`` or the shape of a table; None: not given), and its EMA copy when ``ema_decay`` is
+        set. An argument that ``model_kwargs`` sets to another value is a ZooError naming both."""
         hparams = self.hparams
         given = hparams.get("model_kwargs") or {}
         arguments = {k: v for k, v in arguments.items() if v is not None or k not in given}

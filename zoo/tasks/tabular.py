@@ -93,7 +93,8 @@ class TabularTask(RetrievalMixin, ZooTask):
                  freeze_contexts_after_epochs: int | None = None, **kwargs: Any):
         super().__init__(model, decay_norm_and_bias=decay_norm_and_bias, **kwargs)
         self.save_hyperparameters()
-        self.build_model(num_classes=num_classes, **{**(feature_shapes or {}), **(kwargs.get("model_kwargs") or {})})
+        given = kwargs.get("model_kwargs") or {}  # a feature shape set in model_kwargs overrides the table's
+        self.build_model(num_classes=num_classes, **{k: v for k, v in (feature_shapes or {}).items() if k not in given})
         self.num_classes = self.model.zoo_config["num_classes"]
         if type(self) is TabularTask:  # the model built for the table decides: regression or classification
             self.__class__ = tabular_task_class(self.num_classes)
