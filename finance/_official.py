@@ -4,7 +4,7 @@ The official ``Engine`` checkpoints (LeonardoBerti00/TLOB, ``data/checkpoints/*/
 ``.ckpt`` files) pickle their Hydra/OmegaConf configuration and the project's enums in ``hyper_parameters``, so
 ``torch.load(weights_only=True)`` refuses them and a plain ``torch.load`` would need the project's ``config`` and
 ``constants`` modules importable (and would run whatever the pickle asks). Here every one of those names is
-rebuilt as an inert stand-in that only stores its arguments (also registered with ``zoo.hub.register_safe_global``),
+rebuilt as an inert stand-in that only stores its arguments (also registered with ``zoo.weights.register_safe_global``),
 and :func:`read_official_checkpoint` returns the weights (``state_dict``, keys under ``model.``).
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from zoo.errors import CheckpointError
-from zoo.hub import register_safe_global
+from zoo.weights import register_safe_global
 
 
 class OfficialConfigStandIn:
@@ -53,7 +53,7 @@ _STAND_INS: list[Any] = []
 
 
 def register_official_checkpoint_globals() -> None:
-    """Let ``zoo.hub`` read the official TLOB/MLPLOB/DeepLOB checkpoints (idempotent)."""
+    """Let ``zoo.weights`` read the official TLOB/MLPLOB/DeepLOB checkpoints (idempotent)."""
     global _REGISTERED
     if _REGISTERED:
         return

@@ -36,8 +36,8 @@ from zoo.errors import CheckpointError, CheckpointMismatchError, HashMismatchErr
 from zoo.protocols import Classifier
 from zoo.registry import ModelEntry, WeightSet
 
-__all__ = ["LoadedWeights", "download", "fit_state_dict", "load_weights", "read_weights", "register_safe_global",
-           "save_pretrained"]
+__all__ = ["LoadedWeights", "download", "fit_state_dict", "load_weights", "read_torch_file", "read_weights",
+           "register_safe_global", "save_pretrained", "zoo_checkpoint_weights"]
 
 TORCH_SUFFIXES = (".pt", ".pth", ".tar", ".bin", ".ckpt")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -151,7 +151,13 @@ def register_safe_global(stand_in: type, qualified_name: str) -> None:
         _SAFE_GLOBALS.append((stand_in, qualified_name))
 
 
-def _torch_load(path: Path) -> Any:
+def read_torch_file(path: Path) -> Any:
+    """The content of a torch file, read without running pickled code (``weights_only=True`` and the safe globals).
+
+    Raises:
+        UnsafeCheckpointError: the pickle asks for an object outside the allow-list (nothing has run).
+        CheckpointError: the file is not a readable torch file.
+    """
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -166,7 +172,7 @@ def _torch_load(path: Path) -> Any:
         raise CheckpointError(f"{path}: not a readable torch checkpoint: {err}") from None
 
 
-def _from_lightning(obj: dict[str, Any], source: str) -> LoadedWeights:
+def zoo_checkpoint_weights(obj: dict[str, Any], source: str) -> LoadedWeights:
     """A Lightning checkpoint of a zoo task: its ``zoo`` record names the model and where its weights sit."""
     record = obj.get("zoo")
     if not isinstance(record, dict) or not isinstance(record.get("model"), dict):
@@ -214,11 +220,11 @@ def read_weights(path: str | Path, key: str | None = None) -> LoadedWeights:
             return LoadedWeights(load_file(path), str(path))
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: not a readable safetensors file: {err}") from None
-    obj = _torch_load(path)
+    obj = read_torch_file(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, found {type(obj).__name__}")
     if "pytorch-lightning_version" in obj and "state_dict" in obj:
-        return _from_lightning(obj, str(path))
+        return zoo_checkpoint_weights(obj, str(path))
     if key is not None:
         if not isinstance(obj.get(key), dict):
             entries = ", ".join(k for k, v in obj.items() if isinstance(v, dict)) or "none"
@@ -255,8 +261,10 @@ def _mlflow_download(uri: str) -> Path:
         raise CheckpointError(f"could not fetch {uri} from MLflow at {default_tracking_uri()}: {err}") from err
 
 
-def load_weights(source: str | Path, entry: ModelEntry) -> LoadedWeights:
-    """Resolve any supported ``source`` for the model ``entry`` and read it."""
+def load_weights(source: str | Path | LoadedWeights, entry: ModelEntry) -> LoadedWeights:
+    """Resolve any supported ``source`` for the model ``entry`` and read it (weights already read pass through)."""
+    if isinstance(source, LoadedWeights):
+        return source
     text = str(source)
     names = {w.name: w for w in entry.card.weights}
     if text in names:

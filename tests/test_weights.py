@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 import zoo
 from zoo.errors import CheckpointError, HashMismatchError, UnknownModelError, UnsafeCheckpointError
-from zoo.hub import read_weights
+from zoo.weights import read_weights
 
 MODEL = "vision/eca_resnet18"
 
