@@ -1,10 +1,8 @@
 """Every weight source of zoo.create_model, and the refusals: bad hashes, foreign keys, pickles that run code."""
 
 import hashlib
-import http.server
 import os
 import pickle
-import threading
 from pathlib import Path
 
 import pytest
@@ -107,18 +105,6 @@ def test_unreadable_and_missing_files_are_named(tmp_path):
         zoo.create_model(MODEL, pretrained=str(tmp_path / "absent.pth"))
     with pytest.raises(CheckpointError, match="weight sets: official_in1k"):
         zoo.create_model(MODEL, pretrained="imagenet")
-
-
-@pytest.fixture
-def http_server(tmp_path):
-    root = tmp_path / "served"
-    root.mkdir()
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 def test_url_download_is_cached_and_hash_checked(tmp_path, source_model, http_server):
