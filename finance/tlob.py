@@ -254,7 +254,9 @@ def mlplob_kwargs_from_checkpoint(state_dict: dict[str, Any], checkpoint: dict[s
 _LOB_NOTES = (
     "Labels 0 up, 1 stationary, 2 down (TLOB's order). One model per horizon as in the paper (num_horizons=1); "
     "num_horizons=4 predicts the horizons 10/20/50/100 at once. Fixes: BiN's mixing scalars stay trained (the "
-    "official reset re-creates them as CUDA tensors outside the optimiser), attention weights only on request. "
+    "official reset re-creates them as CUDA tensors outside the optimiser; in eval a negative one counts as 0.01, "
+    "as in the official forward), attention weights only on request. The official Engine's checkpoints load as "
+    "they are (EMA weights, event-type embedding read from their hyper-parameters). "
     "Kept as official: the LOBSTER event-type embedding is detached (never trained). The quick start trains on a "
     "SIMULATED LOBSTER-format day (Cont-Stoikov-Talreja 2010 order-book model), not on market data."
 )
