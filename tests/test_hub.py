@@ -5,6 +5,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -92,6 +93,25 @@ def test_pickle_that_runs_code_never_runs(tmp_path, source_model):
     with pytest.raises(CheckpointError, match="holds no tensors"):
         read_weights(tmp_path / "evil2.pt")
     assert not marker.exists()
+
+
+def test_foreign_lightning_checkpoints_and_training_dicts(tmp_path, source_model):
+    """The content tells the layout, whatever the suffix: another project's Lightning checkpoint keeps the network
+    under one attribute (``net.`` here, an EMA copy beside it, taken when asked for); a training script's dict
+    keeps it under ``model_dict`` beside numpy values."""
+    state = source_model.state_dict()
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    lightning = {"pytorch-lightning_version": "2.5.0", "epoch": 3, "hyper_parameters": {"lr": np.float64(0.1)},
+                 "state_dict": {**{f"net.{k}": v for k, v in state.items()},
+                                **{f"ema_model.{k}": v for k, v in ema.items()}, "criterion.weight": torch.ones(7)}}
+    torch.save(lightning, tmp_path / "epoch=3.pt")
+    _same_outputs(zoo.create_model(MODEL, pretrained=str(tmp_path / "epoch=3.pt")), source_model)
+    assert torch.equal(read_weights(tmp_path / "epoch=3.pt", key="ema_model").state_dict["fc.bias"], ema["fc.bias"])
+    with pytest.raises(CheckpointError, match=r"no 'model_ema' weights.*criterion, ema_model, net"):
+        read_weights(tmp_path / "epoch=3.pt", key="model_ema")
+    torch.save({"test_loss": np.float32(0.5), "args_dict": {"epochs": np.int64(3)}, "model_dict": state,
+                "trainer_dict": {"state": {}}}, tmp_path / "snapshot.pth")
+    _same_outputs(zoo.create_model(MODEL, pretrained=str(tmp_path / "snapshot.pth")), source_model)
 
 
 def test_unreadable_and_missing_files_are_named(tmp_path):

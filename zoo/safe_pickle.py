@@ -121,6 +121,12 @@ def _numpy_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     return np.ndarray.__new__(np.ndarray, shape, dtype)
 
 
+def _numpy_dtype(spec: Any, align: bool = False, copy: bool = False) -> np.dtype:
+    """``numpy.dtype`` always as a copy, so that the BUILD that follows never sets the state of a shared builtin
+    dtype (numpy's own pickles ask for a copy too)."""
+    return np.dtype(spec, bool(align), True)
+
+
 def _copyreg_reconstructor(cls: Any, base: Any, state: Any) -> Any:
     """``copyreg._reconstructor`` (protocol 0/1 objects) for stand-ins and plain bases, nothing else."""
     if isinstance(cls, type) and issubclass(cls, PickledObject):
@@ -141,7 +147,7 @@ def _builtins() -> dict[str, Any]:
 
 def _numpy_names() -> dict[str, Any]:
     core = getattr(np, "_core", None) or np.core
-    out = {"numpy.ndarray": np.ndarray, "numpy.dtype": np.dtype}
+    out = {"numpy.ndarray": np.ndarray, "numpy.dtype": _numpy_dtype}
     for package in ("numpy.core", "numpy._core"):
         out[f"{package}.multiarray._reconstruct"] = _numpy_reconstruct
         out[f"{package}.multiarray.scalar"] = core.multiarray.scalar
