@@ -100,7 +100,10 @@ class PickledObject:
     @property
     def attributes(self) -> dict[str, Any]:
         """The pickled instance attributes (``state`` when it is a dict, else empty)."""
-        state = self.state[0] if isinstance(self.state, tuple) and len(self.state) == 2 else self.state
+        state = self.state
+        if isinstance(state, tuple) and len(state) == 2 and all(part is None or isinstance(part, dict)
+                                                                for part in state):
+            return {**(state[0] or {}), **(state[1] or {})}  # (__dict__, __slots__ values)
         return state if isinstance(state, dict) else {}
 
     def __repr__(self) -> str:
@@ -372,7 +375,8 @@ def to_plain(obj: Any) -> Any:
 
     OmegaConf ``DictConfig`` / ``ListConfig`` become dicts / lists of their node values, enums their value,
     ``argparse.Namespace`` and other objects the dict of their attributes, dict and list subclasses (yacs
-    ``CfgNode``, ``AttributeDict``) their items, numpy scalars Python numbers.
+    ``CfgNode``, ``AttributeDict``) their items, numpy scalars Python numbers. OmegaConf interpolations stay as
+    their ``"${...}"`` text and missing values as ``"???"``.
     """
     if isinstance(obj, dict):
         return {to_plain(k): to_plain(v) for k, v in obj.items()}
