@@ -47,13 +47,13 @@ def test_the_record_answers_without_reading_again(trained_run, counted_reads):
 def test_each_command_reads_the_checkpoint_once(trained_run, counted_reads, tmp_path, command):
     flags = [part.format(tmp=tmp_path) for part in command]
     if flags[0] == "predict":
-        flags += ["--data.predict_path", str(trained_run.root / "digits" / "3")]
+        flags += ["--data.predict_path", str(trained_run.root / "digits" / "digit_3")]
     assert main([flags[0], "--ckpt", trained_run.best, *flags[1:]]) == 0
     assert counted_reads.count(trained_run.best) == 1, counted_reads
 
 
 def test_explain_reads_the_checkpoint_once(trained_run, counted_reads, tmp_path):
-    image = next((trained_run.root / "digits" / "3").iterdir())
+    image = next((trained_run.root / "digits" / "digit_3").iterdir())
     assert main(["explain", "--ckpt", trained_run.best, "--image", str(image), "--output",
                  str(tmp_path / "cam.png")]) == 0
     assert counted_reads.count(trained_run.best) == 1, counted_reads

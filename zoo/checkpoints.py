@@ -28,7 +28,7 @@ from torch import nn
 
 from zoo.errors import CheckpointError
 from zoo.factory import create_model
-from zoo.weights import LoadedWeights, read_torch_file, zoo_checkpoint_weights
+from zoo.weights import LoadedWeights, lightning_checkpoint_weights, read_torch_file
 
 __all__ = ["TrainedCheckpoint", "read_checkpoint"]
 
@@ -90,7 +90,7 @@ class TrainedCheckpoint:
 
     def weights(self) -> LoadedWeights:
         """The model's weights (the EMA copy when the run kept one), with the model record."""
-        return zoo_checkpoint_weights(self.content, str(self.path))
+        return lightning_checkpoint_weights(self.content, str(self.path))
 
     def build_model(self) -> nn.Module:
         """The trained model, as ``zoo.create_model`` builds it from these weights (no second read of the file)."""

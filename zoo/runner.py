@@ -109,6 +109,8 @@ def quiet_logs() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*configured with multiple `ModelCheckpoint` callbacks.*")
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    # the `zoo` command hands LightningCLI its own flags (``args``); sys.argv holds zoo's, not a second set
+    warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended to run from within.*")
 
     class _DropTip(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:

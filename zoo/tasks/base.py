@@ -37,7 +37,7 @@ from typing_extensions import override
 from zoo.class_paths import import_class
 from zoo.errors import NonFiniteLossError, ZooError
 from zoo.factory import create_model
-from zoo.protocols import RunRecorder
+from zoo.protocols import NoWeightDecay, RunRecorder
 
 DEFAULT_OPTIMIZER = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3, "weight_decay": 0.05}}
 STAGES = ("train", "val", "test")
@@ -199,8 +199,7 @@ class ZooTask(L.LightningModule):
         params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         if self.hparams.decay_norm_and_bias:
             return [{"params": [p for _, p in params]}]
-        no_weight_decay = getattr(self.model, "no_weight_decay", None)
-        skip = set(no_weight_decay()) if callable(no_weight_decay) else set()
+        skip = set(self.model.no_weight_decay()) if isinstance(self.model, NoWeightDecay) else set()
         no_decay = [p for n, p in params if p.ndim <= 1 or n in skip]
         decay = [p for n, p in params if not (p.ndim <= 1 or n in skip)]
         return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
