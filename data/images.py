@@ -266,8 +266,8 @@ class ImageClassificationData(ZooDataModule):
     """
 
     PREPROCESSING_FIELDS: ClassVar[dict[str, str]] = {
-        "mean": "mean", "std": "std", "input_size": "image_size", "interpolation": "interpolation",
-        "crop_pct": "crop_pct"}
+        "input_size": "image_size", "interpolation": "interpolation", "crop_pct": "crop_pct", "mean": "mean",
+        "std": "std"}
 
     def __init__(self, root: str | None = None, dataset: Source = "auto", image_size: int | None = None,
                  batch_size: int = 64, augment: Augment = "affine", val_fraction: float = 0.1,
