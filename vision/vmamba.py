@@ -38,8 +38,8 @@ from zoo.vision._common import check_image_batch
 from zoo.blocks.selective_scan import ScanMethod
 from zoo.blocks.ss2d import SS2D
 from zoo.errors import InputShapeError
-from zoo.weights import read_weights, register_safe_global
 from zoo.registry import ModelCard, Paper, Preprocessing, WeightSet, register_model
+from zoo.weights import read_weights, register_safe_global
 
 __all__ = [
     "PatchMerging2D", "ResVMamba", "StageShortcut", "VMamba", "VSSBlock", "VSSStage", "checkpoint_filter",
