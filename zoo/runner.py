@@ -121,14 +121,6 @@ def quiet_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _hide_version_number(trainer: L.Trainer) -> None:
-    """The progress bar's ``v_num`` is the last digits of the MLflow run id: noise beside the metrics."""
-    bar = trainer.progress_bar_callback
-    if bar is not None:
-        metrics = bar.get_metrics
-        bar.get_metrics = lambda *args, **kwargs: {k: v for k, v in metrics(*args, **kwargs).items() if k != "v_num"}
-
-
 class ZooCLI(LightningCLI):
     """LightningCLI whose model is a zoo task, with data attributes linked into the task's arguments."""
 
@@ -314,7 +306,6 @@ def run_lightning(command: str, task_class: type[ZooTask], args: list[str], resu
     quiet_logs()
     cli = ZooCLI(task_class, args, program=f"zoo {command}", extra_callbacks=extra, run=False)
     trainer, task, datamodule = cli.trainer, cli.model, cli.datamodule
-    _hide_version_number(trainer)
     if command == "train":
         check_training_length(trainer)
     if command != "train":

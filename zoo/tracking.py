@@ -30,6 +30,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
 
 from zoo.errors import ZooError
 from zoo.logged_model import log_model_to
@@ -243,6 +244,13 @@ class ZooMLFlowLogger(MLFlowLogger):
         if not hasattr(self, "_artifact_uri"):
             self._artifact_uri = self.experiment.get_run(self.run_id).info.artifact_uri
         return local_path(self._artifact_uri)
+
+    @property
+    @override
+    def version(self) -> str:
+        """No version number: a zoo run is named by its MLflow run id (``run_id``), and Lightning's progress bar
+        would show the id's last digits as ``v_num`` beside the metrics."""
+        return ""
 
     def checkpoint_folder(self) -> Path:
         """Where this run's checkpoints go: inside the run's artifacts when they are local."""
