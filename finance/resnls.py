@@ -79,6 +79,36 @@ class ResNLS(nn.Module):
         return self.head(out[:, -1]).view(-1, 1, 1)
 
 
+# the official module (src/resnls.py's ResNLS): cnn = Sequential(conv, ReLU, BN, Dropout, conv, ReLU, BN, Flatten,
+# Linear); its residual scalar is ``weight``, its head ``linear``
+_OFFICIAL_NAMES = {"cnn.0.": "cnn.conv1.", "cnn.2.": "cnn.bn1.", "cnn.4.": "cnn.conv2.", "cnn.6.": "cnn.bn2.",
+                   "cnn.8.": "cnn.fc.", "linear.": "head."}
+
+
+def official_checkpoint_filter(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """Rename the official ``ResNLS`` state dict (``torch.save(model.state_dict())``; the released script saves
+    none itself) to this model's keys. ``weight`` (1,) becomes ``w`` (); a file trained on CUDA has no ``weight`` (the
+    released ``nn.Parameter(...).to(device)`` is then not registered) and gets w = 0, the value it never leaves.
+    The LSTM-only ablation (``finance/resnls_lstm``) drops the CNN branch and w, which the released forward never
+    uses."""
+    if "linear.weight" not in state_dict or "head.weight" in state_dict:
+        return state_dict
+    out = {}
+    for key, value in state_dict.items():
+        if key == "weight":
+            out["w"] = value.reshape(())
+            continue
+        for old, new in _OFFICIAL_NAMES.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        out[key] = value
+    if getattr(model, "cnn", None) is None:
+        return {k: v for k, v in out.items() if not k.startswith("cnn.") and k != "w"}
+    out.setdefault("w", torch.zeros(()))
+    return out
+
+
 def _check_shape(window: int, variables: int, horizon: int, targets: int) -> None:
     if variables != 1 or targets != 1 or horizon != 1:
         raise ValueError("ResNLS forecasts one series one step ahead: it needs variables=1, targets=1, horizon=1, "
@@ -91,7 +121,12 @@ _PAPER = Paper("ResNLS: An Improved Model for Stock Price Forecasting", arxiv="2
 _DIFFERENCES = (
     "Built as the paper describes: the LSTM reads r = x + w * CNN(x) (w learnable, starting at 0). The released "
     "script feeds x to the LSTM (CNN branch and w get no gradient), broadcasts its MSE loss to (B, B) and fits the "
-    "min-max scaler on the whole series before splitting; none of that is copied. The paper's data is the SSE "
+    "min-max scaler on the whole series before splitting; none of that is copied. The official module's state dict "
+    "(the script saves none; torch.save(model.state_dict()) of its ResNLS) loads with pretrained=: keys renamed, "
+    "its residual scalar `weight` becomes w (0 when absent, as in a file trained on CUDA). It gives the released "
+    "outputs when w = 0 (what released training leaves: the scalar gets no gradient) or through "
+    "finance/resnls_lstm; with w != 0 this model feeds r, as the paper says, and differs by design. "
+    "The paper's data is the SSE "
     "Composite (baostock, 2012-2022, not available offline); the quick start uses the S&P 500 closes shipped with the "
     "`arch` package (1999-2018), windows of 5 closes, one day ahead, a chronological split with the scaler fitted on "
     "the training part only. Persistence (tomorrow = today) is a strong baseline for daily prices: the task reports "
@@ -99,7 +134,7 @@ _DIFFERENCES = (
 )
 
 
-@register_model("finance/resnls", card=ModelCard(
+@register_model("finance/resnls", checkpoint_filter=official_checkpoint_filter, card=ModelCard(
     task="forecasting", paper=_PAPER, license="MIT", num_params=32_711, input_shape=(5, 1),
     output=Horizons(horizons=(1,), targets=1), recipes={"quickstart": "resnls_quickstart.yaml",
                                                         "change": ("resnls_quickstart.yaml", "resnls_change.yaml")},
@@ -111,7 +146,7 @@ def resnls(window: int = 5, variables: int = 1, horizon: int = 1, targets: int =
     return ResNLS(window=window, **kwargs)
 
 
-@register_model("finance/resnls_lstm", card=ModelCard(
+@register_model("finance/resnls_lstm", checkpoint_filter=official_checkpoint_filter, card=ModelCard(
     task="forecasting", paper=_PAPER, license="MIT", num_params=18_241, input_shape=(5, 1),
     output=Horizons(horizons=(1,), targets=1), recipes={"quickstart": "resnls_quickstart.yaml",
                                                         "change": ("resnls_quickstart.yaml", "resnls_change.yaml")},

@@ -271,6 +271,14 @@ def released_checkpoint_filter(state_dict: dict[str, Any], model: nn.Module) -> 
     return out
 
 
+def released_kwargs(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A released risk model's file holds no VAE (``train_loop.py`` saves the ``MultimodalModel``, which reads the
+    VAE features of ``training_VAE.py``): such a file builds ``fusion='none'``."""
+    if "self_attention.query.weight" in state_dict and not any(k.startswith("vae.") for k in state_dict):
+        return {"fusion": "none"}
+    return {}
+
+
 PAPER = Paper("BioFusionNet: Deep Learning-Based Survival Risk Stratification in ER+ Breast Cancer Through "
               "Multifeature and Multimodal Data Fusion", arxiv="2402.10717", venue="IEEE JBHI 2024",
               code_url="https://github.com/raktim-mondol/BioFusionNet")
@@ -310,6 +318,6 @@ def _card(num_params: int, in_features: int) -> ModelCard:
 
 
 @register_model("medical/biofusionnet", card=_card(8_067_584, PATCH_FEATURES),
-                checkpoint_filter=released_checkpoint_filter)
+                checkpoint_filter=released_checkpoint_filter, kwargs_from_checkpoint=released_kwargs)
 def biofusionnet(**kwargs: Any) -> BioFusionNet:
     return BioFusionNet(**kwargs)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.errors import InputShapeError
+from zoo.errors import CheckpointError, InputShapeError
 from zoo.registry import ModelCard, Paper, PerStep, register_model
 
 __all__ = ["ReZero", "SepsisEncoderLayer", "SepsisTransformer", "causal_mask", "hour_encoding", "padding_mask"]
@@ -191,15 +191,26 @@ def official_checkpoint_filter(state_dict: dict[str, Any], model: nn.Module) -> 
     return {k: v for k, v in state_dict.items() if not k.startswith("loss.")}
 
 
-def kwargs_from_official(state_dict: dict[str, Any]) -> dict[str, Any]:
-    """Input width, model width, depth, norm and output size read off an official state dict."""
+def kwargs_from_official(state_dict: dict[str, Any], checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Input width, model width, depth, norm and output size read off an official state dict; from an official
+    Lightning checkpoint also the head count and dropout its ``hyper_parameters`` record (``n_heads``,
+    ``dropout``: the tensors do not tell the heads)."""
+    hparams = (checkpoint or {}).get("hyper_parameters")
+    from_hparams = {}
+    if isinstance(hparams, dict):
+        if hparams.get("ignore_statics") is False or any(k.startswith("statics_embedding.") for k in state_dict):
+            raise CheckpointError("the official checkpoint was trained with statics (ignore_statics=False: a "
+                                  "statics token prepended to every stay); the zoo's model has no statics branch "
+                                  "(the paper's sweeps ignored statics)")
+        from_hparams = {name: hparams[key] for key, name in (("n_heads", "num_heads"), ("dropout", "dropout"))
+                        if key in hparams}
     layer_ids = {int(k.split(".")[1]) for k in state_dict if k.startswith("layers.") and ".self_attn." in k}
     num_layers = len(layer_ids)
     embed = state_dict["layers.0.weight"]
     head = state_dict[f"layers.{num_layers + 1}.weight"]
     norm = "layer" if any(".norm1." in k for k in state_dict) else "rezero"
     return {"in_features": embed.shape[1], "d_model": embed.shape[0], "num_layers": num_layers, "norm": norm,
-            "num_classes": head.shape[0]}
+            "num_classes": head.shape[0], **from_hparams}
 
 
 PAPER = Paper(
@@ -217,8 +228,11 @@ PAPER = Paper(
           "196 inputs (10 hour-encoding channels + the 186 `small` feature columns); on PhysioNet 2019 files the "
           "data module gives 118 (33 variables x raw/indicator/count + 9 derived scores + 10) and the task builds "
           "the model at that width. Official key layout (layers.N.self_attn.in_proj_weight, "
-          "layers.N.residual1.resweight); official checkpoints load after dropping loss.pos_weight. Statics "
-          "branch left out (the paper's sweeps ignored statics). No public weights (private W&B). The offline "
+          "layers.N.residual1.resweight). The official Lightning checkpoint of AttentionModel (ModelCheckpoint of "
+          "src/torch/train_model.py) loads as it is: widths, depth and norm from the tensors, heads and dropout from "
+          "its hyper_parameters, the BCE loss's loss.pos_weight dropped; a bare state dict loads too. Statics "
+          "branch left out (the paper's sweeps ignored statics; a checkpoint trained with statics is refused with "
+          "that reason). No public weights (private W&B). The offline "
           "quick start trains on a SIMULATED cohort in the PhysioNet 2019 .psv format (zoo.data.icu).",
 ), checkpoint_filter=official_checkpoint_filter, kwargs_from_checkpoint=kwargs_from_official)
 def sepsis_transformer(**kwargs: Any) -> SepsisTransformer:

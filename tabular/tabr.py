@@ -20,8 +20,8 @@ each call; ``zoo.tasks.tabular.TabularTask`` takes them from the data module and
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ from zoo.tabular._common import (
 )
 
 from zoo.blocks.retrieval import Backend, Candidates, nearest_neighbors
-from zoo.errors import InputShapeError
+from zoo.errors import CheckpointError, InputShapeError
 from zoo.registry import Classes, ModelCard, Paper, register_model
 
 __all__ = ["Candidates", "TabR", "tabr", "tabr_s"]
@@ -252,6 +252,101 @@ def tabr_kwargs_from_checkpoint(state_dict: dict[str, Tensor]) -> dict:
     return kwargs
 
 
+# the official Model's key names (bin/tabr.py) -> the zoo's
+_OFFICIAL_PREFIXES = {"one_hot_encoder.": "input.one_hot.", "label_encoder.0.": "label_encoder."}
+
+
+def _official_embedding_keys(state_dict: Mapping[str, Tensor]) -> dict[str, str]:
+    """Official -> zoo names of the numerical embeddings: PLR-lite ``num_embeddings.{0.frequencies, 1.*}`` ->
+    ``input.num_embeddings.{periodic.weight, linear.*}``; LR ``num_embeddings.0.*`` ->
+    ``input.num_embeddings.linear.*``."""
+    plr = "num_embeddings.0.frequencies" in state_dict
+    names = {}
+    for key in state_dict:
+        if key.startswith("num_embeddings."):
+            _, index, rest = key.split(".", 2)
+            names[key] = ("input.num_embeddings.periodic.weight" if plr and index == "0"
+                          else f"input.num_embeddings.linear.{rest}")
+    return names
+
+
+def is_official_layout(state_dict: Mapping[str, Tensor]) -> bool:
+    """A state dict of the official ``Model`` (no ``input.`` module, retrieval keys present)."""
+    return "K.weight" in state_dict and not any(k.startswith("input.") for k in state_dict)
+
+
+def official_checkpoint_filter(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """Rename an official ``Model`` state dict (``bin/tabr.py``'s ``checkpoint.pt['model']``) to this model's keys;
+    ``input.feature_counts`` (only the zoo records the counts) is taken from the model built for the file."""
+    if not is_official_layout(state_dict):
+        return state_dict
+    renamed = _official_embedding_keys(state_dict)
+    out = {}
+    for key, value in state_dict.items():
+        name = renamed.get(key, key)
+        for old, new in _OFFICIAL_PREFIXES.items():
+            if name.startswith(old):
+                name = new + name[len(old):]
+        out[name] = value
+    out["input.feature_counts"] = model.input.feature_counts.clone()
+    return out
+
+
+def official_kwargs(state_dict: dict[str, Tensor], checkpoint: Mapping[str, Any] | None = None) -> dict:
+    """Constructor arguments of an official TabR file: shapes from the ``model`` tensors (numerical features from
+    the embeddings, categorical cardinalities from the one-hot buffer, binary features the rest of the input width,
+    classes from the label encoder), dropouts and ``context_size`` from ``report['config']`` that ``bin/tabr.py``
+    saves beside them. Zoo files are read by :func:`tabr_kwargs_from_checkpoint`.
+
+    Without numerical embeddings the input width does not tell numerical from binary features: all are taken as
+    numerical (pass ``n_num_features`` / ``n_bin_features`` to split them otherwise; the output is the same).
+    """
+    if not is_official_layout(state_dict):
+        return tabr_kwargs_from_checkpoint(state_dict)
+    cardinalities = [int(c) for c in state_dict.get("one_hot_encoder.cardinalities", torch.zeros(0)).tolist()]
+    d_in = int(state_dict["linear.weight"].shape[1]) - sum(cardinalities)
+    kwargs: dict[str, Any] = {"cat_cardinalities": cardinalities}
+    if "num_embeddings.0.frequencies" in state_dict:
+        if state_dict["num_embeddings.1.weight"].ndim != 2:
+            raise CheckpointError("the official file has PLR embeddings with lite=False (a linear layer per feature); "
+                                  "the zoo builds PLR-lite, as TabR uses")
+        frequencies = state_dict["num_embeddings.0.frequencies"]
+        kwargs.update(num_embeddings="plr", n_frequencies=int(frequencies.shape[1]),
+                      d_embedding=int(state_dict["num_embeddings.1.weight"].shape[0]))
+        n_num = int(frequencies.shape[0])
+    elif "num_embeddings.0.weight" in state_dict:
+        n_num, d_embedding = (int(n) for n in state_dict["num_embeddings.0.weight"].shape)
+        kwargs.update(num_embeddings="lr", d_embedding=d_embedding)
+    else:
+        n_num = d_in
+        kwargs["num_embeddings"] = None
+    width = n_num * kwargs.get("d_embedding", 1) if kwargs["num_embeddings"] else n_num
+    d_main = int(state_dict["K.weight"].shape[0])
+    kwargs.update(
+        n_num_features=n_num, n_bin_features=d_in - width, d_main=d_main,
+        d_multiplier=state_dict["T.0.weight"].shape[0] / d_main,
+        encoder_n_blocks=len({k.split(".")[1] for k in state_dict if k.startswith("blocks0.")}),
+        predictor_n_blocks=len({k.split(".")[1] for k in state_dict if k.startswith("blocks1.")}),
+        mixer_normalization="normalization.weight" in state_dict,
+        num_classes=int(state_dict["label_encoder.0.weight"].shape[0]) if "label_encoder.0.weight" in state_dict
+        else 1,
+    )
+    config = ((checkpoint or {}).get("report") or {}).get("config") or {}
+    model = config.get("model") or {}
+    for name, value in (("normalization", "LayerNorm"), ("activation", "ReLU")):
+        if model.get(name, value) != value:
+            raise CheckpointError(f"the official TabR was trained with {name}={model[name]!r}; the zoo builds "
+                                  f"{value}")
+    kwargs.update({k: model[k] for k in ("context_dropout", "dropout0") if k in model})
+    if "dropout1" in model:
+        kwargs["dropout1"] = model.get("dropout0", 0.0) if model["dropout1"] == "dropout0" else model["dropout1"]
+    if isinstance(model.get("num_embeddings"), Mapping) and "frequency_scale" in model["num_embeddings"]:
+        kwargs["frequency_scale"] = model["num_embeddings"]["frequency_scale"]
+    if "context_size" in config:
+        kwargs["context_size"] = int(config["context_size"])
+    return kwargs
+
+
 _PAPER = Paper(title="TabR: Tabular Deep Learning Meets Nearest Neighbors", arxiv="2307.14338", venue="ICLR 2024",
                code_url="https://github.com/yandex-research/tabular-dl-tabr")
 _NOTES = (
@@ -259,13 +354,19 @@ _NOTES = (
     "the data module sets the feature counts and classes of your table. Retrieval: faiss IndexFlatL2 or torch "
     "(retrieval_backend). Recipes: 'default' (bundled diabetes table, intended weight decay: none on biases, norms, "
     "embeddings, label encoder) and 'paper' (the official training protocol, with the official code's weight decay "
-    "on every parameter, issue #19). No weights are published. Numerical embeddings: rtdl_num_embeddings "
+    "on every parameter, issue #19). No weights are published. bin/tabr.py's checkpoint.pt (model, optimizer, "
+    "random_state, delu ProgressTracker and Timer, report, training_log) loads with pretrained=: its model entry is "
+    "renamed to these keys (one_hot_encoder -> input.one_hot, num_embeddings.0/1 -> input.num_embeddings.periodic/"
+    "linear, label_encoder.0 -> label_encoder), feature counts and classes come from its tensors, dropouts and "
+    "context_size from its report; pass the training table as candidates, as the official evaluation does. "
+    "Numerical embeddings: rtdl_num_embeddings "
     "(Apache-2.0)."
 )
 _RECIPES = {"default": "tabular_diabetes.yaml", "paper": ("tabular_diabetes.yaml", "tabr_paper.yaml")}
 
 
-@register_model("tabular/tabr", kwargs_from_checkpoint=tabr_kwargs_from_checkpoint, card=ModelCard(
+@register_model("tabular/tabr", kwargs_from_checkpoint=official_kwargs, checkpoint_filter=official_checkpoint_filter,
+                card=ModelCard(
     task="tabular", paper=_PAPER, license="MIT", num_params=271_395, input_shape=(8,), recipes=_RECIPES,
     output=Classes(1), notes=_NOTES + " Defaults: TabR with PLR-lite embeddings, tuned on California "
     "(exp/tabr/california/2-plr-lite-evaluation): 271,395 parameters as in its report.json."))
@@ -278,7 +379,8 @@ def tabr(num_classes: int = 1, n_num_features: int = 8, n_bin_features: int = 0,
     return TabR(n_num_features, n_bin_features, cat_cardinalities, num_classes, **{**config, **kwargs})
 
 
-@register_model("tabular/tabr_s", kwargs_from_checkpoint=tabr_kwargs_from_checkpoint, card=ModelCard(
+@register_model("tabular/tabr_s", kwargs_from_checkpoint=official_kwargs,
+                checkpoint_filter=official_checkpoint_filter, card=ModelCard(
     task="tabular", paper=_PAPER, license="MIT", num_params=832_948, input_shape=(8,), recipes=_RECIPES,
     output=Classes(1), notes=_NOTES + " Defaults: TabR-S (no embeddings, no encoder blocks, 1 predictor "
     "block), tuned on California (exp/tabr/california/0-evaluation): d_main 303, 832,948 parameters."))

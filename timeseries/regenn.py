@@ -18,12 +18,13 @@ Forward order for x (B, W, V), W the window and S the horizon ("stride" in the p
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.errors import InputShapeError
+from zoo.errors import CheckpointError, InputShapeError
 from zoo.registry import Horizons, ModelCard, Paper, register_model
 
 __all__ = ["GraphSoftEvolution", "ReGENN", "regenn"]
@@ -133,16 +134,22 @@ class ReGENN(nn.Module):
         output_activation: "relu" (the paper's default: non-negative forecasts, for data scaled into [0, 1]) or
             "identity".
         feedforward: width of the encoder's feed-forward layer (2048, PyTorch's default the paper's code keeps).
+        released: compute as the released code does in evaluation: its time encoder (a sequence-first
+            TransformerEncoderLayer given (B, V, W)) attends across the samples of the batch, so a forecast depends
+            on its batch-mates; and its target evolution uses the graph it stored at the last training batch
+            (``target_evolution.adjacency``, read from an official file) instead of the source's current one.
+            Only for reproducing official outputs.
     """
 
     def __init__(self, window: int = 7, horizon: int = 7, variables: int = 3, dropout: float = 0.1,
                  bias: bool = True, encoder: bool = True, autoregression: bool = True,
                  bidirectional_gate: bool = False, bidirectional_sequencer: bool = False,
-                 output_activation: str = "relu", feedforward: int = 2048):
+                 output_activation: str = "relu", feedforward: int = 2048, released: bool = False):
         super().__init__()
         if output_activation not in ("relu", "identity"):
             raise ValueError(f"output_activation must be 'relu' or 'identity', got {output_activation!r}")
         self.window, self.horizon, self.variables = window, horizon, variables
+        self.released = released
         self.horizons, self.targets = tuple(range(1, horizon + 1)), variables
         self.source_evolution = GraphSoftEvolution(variables, window, time_dot=True, dropout=dropout, bias=bias)
         self.time_encoder = nn.TransformerEncoderLayer(window, nhead=1, dim_feedforward=feedforward, dropout=dropout,
@@ -178,12 +185,13 @@ class ReGENN(nn.Module):
         h, graph = self.source_evolution(x)  # (B, W, V)
         h = h.transpose(1, 2)  # (B, V, W): the window is the feature axis, the variables the sequence
         if self.time_encoder is not None:
-            h = self.time_encoder(h)
+            # released: the official layer is sequence-first, so the batch axis is its sequence
+            h = self.time_encoder(h.transpose(0, 1)).transpose(0, 1) if self.released else self.time_encoder(h)
         h, _ = self.time_gate(h)
         h = self.time_dropout(self._merge_directions(h, self.time_gate).transpose(1, 2))  # (B, S, V)
         v, _ = self.variable_sequencer(h)
         h = self.variable_dropout(self._merge_directions(v, self.variable_sequencer)) + h
-        out, _ = self.target_evolution(h, adjacency=graph)
+        out, _ = self.target_evolution(h, adjacency=self.target_evolution.adjacency if self.released else graph)
         if self.autoregression is not None:
             out = out + torch.einsum("bwv,ws->bsv", x, self.autoregression)
             if self.autoregression_bias is not None:
@@ -198,8 +206,10 @@ _OFFICIAL_PREFIXES = {"SourceEvolution.": "source_evolution.", "TimeEncoder.": "
 
 def official_to_zoo(state_dict: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
     """Map a state dict of the paper's code (``SourceEvolution.*``, ``Autoregression.weights`` ...) onto
-    :class:`ReGENN`: its frozen zero biases (bias off) and the target layer's unused time projection are dropped,
-    ``shared_adjacency`` (the accumulated graph) becomes the ``adjacency`` buffer."""
+    :class:`ReGENN`: its frozen zero biases (bias off) and the target layer's unused time projection are dropped;
+    the source's ``shared_adjacency`` (the accumulated graph) becomes its ``adjacency`` buffer, and the target's
+    ``adjacency`` (the source's evolved graph stored at the last training batch, which the released evaluation uses)
+    becomes the target's ``adjacency`` buffer (used only with ``released=True``)."""
     if not any(key.split(".")[0] in {p[:-1] for p in _OFFICIAL_PREFIXES} for key in state_dict):
         return dict(state_dict)
     expected = model.state_dict()
@@ -213,8 +223,9 @@ def official_to_zoo(state_dict: Mapping[str, Tensor], model: nn.Module) -> dict[
                 out[key] = value
                 continue
             name = _OFFICIAL_PREFIXES[prefix] + key[len(prefix):]
-            if name.endswith(".adjacency"):
-                continue  # the last graph the layer used; the accumulated one is shared_adjacency
+            source = prefix == "SourceEvolution."
+            if name.endswith(".adjacency" if source else ".shared_adjacency"):
+                continue  # the source's accumulated graph is shared_adjacency; the target accumulates none
             name = name.replace(".shared_adjacency", ".adjacency")
         if name in expected:
             out[name] = value
@@ -223,7 +234,51 @@ def official_to_zoo(state_dict: Mapping[str, Tensor], model: nn.Module) -> dict[
     return out
 
 
-@register_model("timeseries/regenn", checkpoint_filter=official_to_zoo, card=ModelCard(
+_OUTPUT_FUNCTIONS = {"ReLU": "relu", "Identity": "identity"}
+
+
+def official_kwargs(state_dict: Mapping[str, Tensor], checkpoint: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Constructor arguments of an official model: from the ``args_dict`` that ``main.py --save-model`` stores in
+    its snapshot (window, stride, bias, autoregression, encoder, bidirectional layers, dropout, output function),
+    else read off the tensors of a bare ``model_dict``. Variables come from the adjacency's size.
+
+    Raises:
+        CheckpointError: for a configuration the zoo does not build (RNN/GRU gates, no sequencer, ablation mode,
+            an evolution activation, an output function other than ReLU/Identity).
+    """
+    if "SourceEvolution.adjacency_weights" not in state_dict:
+        return {}
+    kwargs: dict[str, Any] = {"variables": int(state_dict["SourceEvolution.adjacency_weights"].shape[0])}
+    args = (checkpoint or {}).get("args_dict")
+    if isinstance(args, Mapping):
+        unsupported = [f"{name}={args.get(name)!r}" for name, ok in (
+            ("gate", args.get("gate") == "LSTM"), ("sequencer", args.get("sequencer") == "LSTM"),
+            ("no_sequencer", not args.get("no_sequencer")), ("ablation_mode", not args.get("ablation_mode")),
+            ("evolution_function", args.get("evolution_function") is None),
+            ("output_function", args.get("output_function", "ReLU") in _OUTPUT_FUNCTIONS)) if not ok]
+        if unsupported:
+            raise CheckpointError(f"the official snapshot was trained with {', '.join(unsupported)}; the zoo's "
+                                  "ReGENN builds LSTM gate and sequencer, graph evolution on, no evolution "
+                                  "activation, and a ReLU or identity output")
+        kwargs.update(window=int(args["window"]), horizon=int(args["stride"]), bias=bool(args["bias"]),
+                      autoregression=bool(args["autoregression"]), encoder=not args.get("no_encoder", False),
+                      bidirectional_gate=bool(args["bidirectional_gate"]),
+                      bidirectional_sequencer=bool(args["bidirectional_sequencer"]), dropout=float(args["dropout"]),
+                      output_activation=_OUTPUT_FUNCTIONS[args.get("output_function", "ReLU")])
+        return kwargs
+    gate_input = state_dict.get("TimeGate.weight_ih_l0")
+    if gate_input is not None:
+        kwargs.update(window=int(gate_input.shape[1]), horizon=int(state_dict["TimeGate.weight_hh_l0"].shape[1]),
+                      bias="TimeGate.bias_ih_l0" in state_dict,
+                      autoregression="Autoregression.weights" in state_dict,
+                      encoder=any(k.startswith("TimeEncoder.") for k in state_dict),
+                      bidirectional_gate="TimeGate.weight_ih_l0_reverse" in state_dict,
+                      bidirectional_sequencer="VariableSequencer.weight_ih_l0_reverse" in state_dict)
+    return kwargs
+
+
+@register_model("timeseries/regenn", checkpoint_filter=official_to_zoo, kwargs_from_checkpoint=official_kwargs,
+                card=ModelCard(
     task="forecasting", license="AGPL-3.0 (official code read for facts only; re-implemented)",
     paper=Paper("Pay Attention to Evolution: Time Series Forecasting with Deep Graph-Evolution Learning",
                 arxiv="2008.12833", venue="IEEE TPAMI 2022", code_url="https://github.com/gabrielspadon/ReGENN"),
@@ -235,7 +290,14 @@ def official_to_zoo(state_dict: Mapping[str, Tensor], model: nn.Module) -> dict[
           "forecast of one sample depends on the others in its batch); here it attends across the variables, as "
           "the paper describes. The co-occurrence adjacency is a buffer, accumulated over the first pass through "
           "the training batches and never changed in evaluation; the target evolution uses the source's evolved "
-          "graph at every call (the official layer keeps the one of the last training batch). The paper's data "
+          "graph at every call (the official layer keeps the one of the last training batch); released=True "
+          "computes both as the released code does, to reproduce its outputs. Defaults: bias=True and "
+          "autoregression=True build every block of the architecture (the counts above); the official main.py "
+          "turns both OFF unless given --bias / --autoregression, so a model matching its default command line "
+          "is regenn(bias=False, autoregression=False). main.py's --save-model snapshot ({test_loss, args_dict, "
+          "model_dict, trainer_dict, ...}, numpy values inside) loads with pretrained=: window, stride, bias, "
+          "autoregression, encoder, bidirectional layers, dropout and output function come from its args_dict. "
+          "The paper's data "
           "(COVID-19 per country, PhysioNet 2012, Brazilian weather) is not shipped; the quick start uses the US "
           "macro data of statsmodels.",
 ))

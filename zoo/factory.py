@@ -55,9 +55,12 @@ def create_model(model_id: str, pretrained: Any = None, num_classes: int | None 
         if loaded.model_id and loaded.model_id != model_id:
             raise CheckpointError(f"{loaded.source} holds weights of {loaded.model_id}, not {model_id}")
         inferred = kwargs_from_file(entry.kwargs_from_checkpoint, loaded)
+        file_classes = inferred.pop("num_classes", None)  # e.g. the classes a label encoder has (TabR)
         kwargs = {**loaded.model_kwargs, **inferred, **kwargs}
         if num_classes is None and loaded.num_classes is not None:
             num_classes = loaded.num_classes  # recorded with the weights (zoo checkpoints, folders, weight sets)
+        if num_classes is None:
+            num_classes = file_classes  # read off the file by the family
 
     has_classes = entry.card.num_classes is not None
     if num_classes is not None and not has_classes:
