@@ -316,8 +316,9 @@ register_safe_global(_YacsConfigStandIn, "yacs.config.CfgNode")
 
 def convert_official_checkpoint(src: str | Path, dst: str | Path, weights: str = "model") -> Path:
     """Write the ``weights`` of an official training checkpoint as a safetensors file that ``zoo.create_model``
-    (and any tool) reads directly; keys keep the official names."""
-    state_dict = {k: v.contiguous() for k, v in read_weights(src, key=weights).state_dict.items()}
+    (and any tool) reads directly; keys keep the official names. Tensors are copied, as safetensors refuses
+    tensors that share memory."""
+    state_dict = {k: v.clone().contiguous() for k, v in read_weights(src, key=weights).state_dict.items()}
     save_file(state_dict, dst)
     return Path(dst)
 
