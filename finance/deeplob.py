@@ -19,14 +19,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from zoo.finance._official import register_official_checkpoint_globals
 
 from zoo.errors import InputShapeError
 from zoo.registry import Classes, ModelCard, Paper, WeightSet, register_model
 
 __all__ = ["DeepLOB"]
-
-register_official_checkpoint_globals()
 
 
 def _conv_block(first: nn.Conv2d, activation: type[nn.Module], channels: int = 32) -> nn.Sequential:

@@ -28,16 +28,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from zoo.finance._official import read_official_checkpoint, register_official_checkpoint_globals
 
 from zoo.blocks.bin_norm import BiN
 from zoo.blocks.dual_attention import AxisTransformerLayer, MixerMLP
 from zoo.errors import InputShapeError
 from zoo.registry import Classes, ModelCard, Paper, WeightSet, register_model
 
-__all__ = ["MLPLOB", "TLOB", "read_official_checkpoint", "sinusoidal_position_embedding"]
-
-register_official_checkpoint_globals()
+__all__ = ["MLPLOB", "TLOB", "sinusoidal_position_embedding"]
 
 TLOB_PAPER = Paper("TLOB: A Novel Transformer Model with Dual Attention for Price Trend Prediction with Limit "
                    "Order Book Data", arxiv="2502.15757", venue="arXiv 2025",

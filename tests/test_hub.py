@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import save_file
 
 import zoo
-from zoo.errors import CheckpointError, HashMismatchError, UnknownModelError, UnsafeCheckpointError
+from zoo.errors import CheckpointError, HashMismatchError, UnknownModelError
 from zoo.hub import read_weights
+from zoo.safe_pickle import PickledObject
 
 MODEL = "vision/eca_resnet18"
 
@@ -74,17 +75,23 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path):
+def test_pickle_that_runs_code_never_runs(tmp_path, source_model):
+    """A pickled call of os.system is read as an inert stand-in (the weights beside it load); a pickle that is not
+    a torch file is refused as unreadable; neither runs the call."""
     marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pth"
-    with open(path, "wb") as f:
-        pickle.dump({"state_dict": {"fc.weight": torch.zeros(1)}, "payload": _Exploit(marker)}, f)
-    with pytest.raises(UnsafeCheckpointError, match="refused"):
-        zoo.create_model(MODEL, pretrained=str(path))
+    torch.save({"state_dict": source_model.state_dict(), "payload": _Exploit(marker)}, tmp_path / "evil.pt")
+    _same_outputs(zoo.create_model(MODEL, pretrained=str(tmp_path / "evil.pt")), source_model)
+    payload = read_weights(tmp_path / "evil.pt").checkpoint["payload"]
+    assert isinstance(payload, PickledObject) and payload.pickled_name in ("posix.system", "nt.system")
+    assert payload.args == (f"touch {marker}",)
     assert not marker.exists()
-    # the same through torch.save's zip format
+    with open(tmp_path / "evil.pth", "wb") as f:  # plain pickle, not torch's format
+        pickle.dump({"state_dict": {"fc.weight": torch.zeros(1)}, "payload": _Exploit(marker)}, f)
+    with pytest.raises(CheckpointError, match=r"evil\.pth"):
+        zoo.create_model(MODEL, pretrained=str(tmp_path / "evil.pth"))
+    assert not marker.exists()
     torch.save({"payload": _Exploit(marker)}, tmp_path / "evil2.pt")
-    with pytest.raises(UnsafeCheckpointError):
+    with pytest.raises(CheckpointError, match="holds no tensors"):
         read_weights(tmp_path / "evil2.pt")
     assert not marker.exists()
 
