@@ -68,7 +68,9 @@ def info_nce(predictions: torch.Tensor, targets: torch.Tensor, normalise: str = 
     else:
         raise ValueError(f"nce_normalise must be 'paper' or 'official', got {normalise!r}")
     loss = -log_p.diagonal(dim1=1, dim2=2).mean()
-    right = scores.argmax(dim=1) == torch.arange(scores.shape[1], device=scores.device)
+    # a prediction is right when its own patch scores highest among the masked patches, on the normalised scores:
+    # with "official" that is the released code's argmax over patches of the softmax over predictions
+    right = log_p.argmax(dim=1) == torch.arange(scores.shape[1], device=scores.device)
     return loss, right.float().mean()
 
 
