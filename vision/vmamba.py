@@ -382,7 +382,8 @@ _COMMON_NOTES = (
     "(the model's feature_layout is 'NHWC'). Weight decay as in the official Swin-style recipe applies to A_logs "
     "and dt_projs_bias (2-D) despite their _no_weight_decay flags; only 1-D tensors (Ds, norms, biases) are exempt. "
     "Official checkpoints are Swin-style training pickles (model / model_ema / optimizer / yacs config); they load "
-    "as they are (the 'model' entry). VMamba-S/B's EMA weights are the weight set 'official_in1k_ema'; a local "
+    "as they are (the 'model' entry), the architecture (depths, widths, scan sizes) read off the tensors. "
+    "VMamba-S/B's EMA weights are the weight set 'official_in1k_ema'; a local "
     "file's EMA entry converts with vision.vmamba.convert_official_checkpoint(src, dst, weights='model_ema')."
 )
 _VMAMBA_RECIPE = "vmamba_imagenet.yaml"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from zoo.vision.vmamba import convert_official_checkpoint
 
 import zoo
-from zoo.vision.vmamba import convert_official_checkpoint
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "official"
 

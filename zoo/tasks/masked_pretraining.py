@@ -6,7 +6,8 @@ Each batch is masked twice, independently (as the official ``pretrain_joint``):
   patches, the negatives being the other masked patches of the same clip. Paper Eq. 1 normalises each prediction's
   scores over the candidate patches (``nce_normalise="paper"``, default); the released code normalises each patch's
   scores over the predictions (``"official"``, SSAST issue 13). Masked accuracy: the fraction of masked positions
-  whose prediction scores its own patch highest among the clip's masked patches (the official metric).
+  whose prediction scores its own patch highest among the clip's masked patches, on the normalised scores (with
+  ``"official"`` exactly the released metric: the argmax over patches of the softmax over predictions).
 - generative pass: the model reconstructs the raw masked patches; mean squared error.
 
 Loss = NCE + ``mse_weight`` (10) x MSE for ``objective="joint"``, or one of them alone.
