@@ -1,12 +1,11 @@
 """Every weight source of zoo.create_model, and the refusals: bad hashes, foreign keys, pickles that run code."""
 
 import hashlib
-import http.server
 import os
 import pickle
-import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -96,6 +95,25 @@ def test_pickle_that_runs_code_never_runs(tmp_path, source_model):
     assert not marker.exists()
 
 
+def test_foreign_lightning_checkpoints_and_training_dicts(tmp_path, source_model):
+    """The content tells the layout, whatever the suffix: another project's Lightning checkpoint keeps the network
+    under one attribute (``net.`` here, an EMA copy beside it, taken when asked for); a training script's dict
+    keeps it under ``model_dict`` beside numpy values."""
+    state = source_model.state_dict()
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    lightning = {"pytorch-lightning_version": "2.5.0", "epoch": 3, "hyper_parameters": {"lr": np.float64(0.1)},
+                 "state_dict": {**{f"net.{k}": v for k, v in state.items()},
+                                **{f"ema_model.{k}": v for k, v in ema.items()}, "criterion.weight": torch.ones(7)}}
+    torch.save(lightning, tmp_path / "epoch=3.pt")
+    _same_outputs(zoo.create_model(MODEL, pretrained=str(tmp_path / "epoch=3.pt")), source_model)
+    assert torch.equal(read_weights(tmp_path / "epoch=3.pt", key="ema_model").state_dict["fc.bias"], ema["fc.bias"])
+    with pytest.raises(CheckpointError, match=r"no 'model_ema' weights.*criterion, ema_model, net"):
+        read_weights(tmp_path / "epoch=3.pt", key="model_ema")
+    torch.save({"test_loss": np.float32(0.5), "args_dict": {"epochs": np.int64(3)}, "model_dict": state,
+                "trainer_dict": {"state": {}}}, tmp_path / "snapshot.pth")
+    _same_outputs(zoo.create_model(MODEL, pretrained=str(tmp_path / "snapshot.pth")), source_model)
+
+
 def test_unreadable_and_missing_files_are_named(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match=r"junk\.pth"):
@@ -107,18 +125,6 @@ def test_unreadable_and_missing_files_are_named(tmp_path):
         zoo.create_model(MODEL, pretrained=str(tmp_path / "absent.pth"))
     with pytest.raises(CheckpointError, match="weight sets: official_in1k"):
         zoo.create_model(MODEL, pretrained="imagenet")
-
-
-@pytest.fixture
-def http_server(tmp_path):
-    root = tmp_path / "served"
-    root.mkdir()
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 def test_url_download_is_cached_and_hash_checked(tmp_path, source_model, http_server):

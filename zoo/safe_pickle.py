@@ -100,7 +100,10 @@ class PickledObject:
     @property
     def attributes(self) -> dict[str, Any]:
         """The pickled instance attributes (``state`` when it is a dict, else empty)."""
-        state = self.state[0] if isinstance(self.state, tuple) and len(self.state) == 2 else self.state
+        state = self.state
+        if isinstance(state, tuple) and len(state) == 2 and all(part is None or isinstance(part, dict)
+                                                                for part in state):
+            return {**(state[0] or {}), **(state[1] or {})}  # (__dict__, __slots__ values)
         return state if isinstance(state, dict) else {}
 
     def __repr__(self) -> str:
@@ -119,6 +122,12 @@ def _numpy_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     if subtype is not np.ndarray:
         raise UnreadablePickleError(f"numpy array subclass {getattr(subtype, 'pickled_name', subtype)!r}")
     return np.ndarray.__new__(np.ndarray, shape, dtype)
+
+
+def _numpy_dtype(spec: Any, align: bool = False, copy: bool = False) -> np.dtype:
+    """``numpy.dtype`` always as a copy, so that the BUILD that follows never sets the state of a shared builtin
+    dtype (numpy's own pickles ask for a copy too)."""
+    return np.dtype(spec, bool(align), True)
 
 
 def _copyreg_reconstructor(cls: Any, base: Any, state: Any) -> Any:
@@ -141,7 +150,7 @@ def _builtins() -> dict[str, Any]:
 
 def _numpy_names() -> dict[str, Any]:
     core = getattr(np, "_core", None) or np.core
-    out = {"numpy.ndarray": np.ndarray, "numpy.dtype": np.dtype}
+    out = {"numpy.ndarray": np.ndarray, "numpy.dtype": _numpy_dtype}
     for package in ("numpy.core", "numpy._core"):
         out[f"{package}.multiarray._reconstruct"] = _numpy_reconstruct
         out[f"{package}.multiarray.scalar"] = core.multiarray.scalar
@@ -366,7 +375,8 @@ def to_plain(obj: Any) -> Any:
 
     OmegaConf ``DictConfig`` / ``ListConfig`` become dicts / lists of their node values, enums their value,
     ``argparse.Namespace`` and other objects the dict of their attributes, dict and list subclasses (yacs
-    ``CfgNode``, ``AttributeDict``) their items, numpy scalars Python numbers.
+    ``CfgNode``, ``AttributeDict``) their items, numpy scalars Python numbers. OmegaConf interpolations stay as
+    their ``"${...}"`` text and missing values as ``"???"``.
     """
     if isinstance(obj, dict):
         return {to_plain(k): to_plain(v) for k, v in obj.items()}
