@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 import zoo
@@ -58,3 +59,16 @@ def test_fine_tuned_checkpoint_gives_the_official_logits():
     assert model.num_classes == 5  # the head size of the file
     with torch.no_grad():
         assert_matches(model(io["finetune_input"]), io["finetune_output"])
+
+
+@pytest.mark.slow
+def test_ast_checkpoint_gives_the_official_logits():
+    # An AST fine-tuning checkpoint (YuanGongND/ast traintest.py, DeiT-B/384 layout): the SSAST base ids load it,
+    # pooling the two CLS tokens as AST does. Slow: it builds an 86.8 M-parameter model.
+    ast = SSAST.parent / "ast"
+    io = torch.load(ast / "io.pt")
+    model = zoo.create_model("audio/ssast_base_patch", pretrained=ast / "best_audio_model.pth", input_tdim=32,
+                             pooling="cls").eval()
+    assert model.num_classes == 5
+    with torch.no_grad():
+        assert_matches(model(io["input"]), io["output"])
