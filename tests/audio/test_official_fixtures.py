@@ -72,3 +72,21 @@ def test_ast_checkpoint_gives_the_official_logits():
     assert model.num_classes == 5
     with torch.no_grad():
         assert_matches(model(io["input"]), io["output"])
+
+
+def test_frame_model_pretraining_checkpoint_and_fine_tuning_model_from_it_equal_the_official_ones():
+    # 128 x 2 frames: random (not cluster) masks, fine-tuning at time stride 1 interpolates 8 positions to 23 (the
+    # release goes through its hard-coded 8 frequency rows, which for one row gives the same embeddings)
+    io = torch.load(SSAST / "frame_io.pt")
+    pretrained = SSAST / "pretrain_frame_best_audio_model.pth"
+    model = zoo.create_model("audio/ssast_tiny_frame_pretrain", pretrained=pretrained).eval()
+    x, masks = io["pretrain_input"], io["masks"]
+    with torch.no_grad():
+        _, generative = model.forward_pretext(x, masks)
+        targets = model.patch_targets(x).gather(1, masks.unsqueeze(-1).expand(-1, -1, generative.shape[-1]))
+    assert_matches(generative, io["gpred"])
+    assert_matches(((generative - targets) ** 2).mean(), io["mse"])
+    fine_tuning = zoo.create_model("audio/ssast_tiny_frame", pretrained=pretrained, input_tdim=24, num_classes=5)
+    fine_tuning.mlp_head.load_state_dict(io["finetune_head"])
+    with torch.no_grad():
+        assert_matches(fine_tuning.eval()(io["finetune_input"]), io["finetune_output_from_pretrained"])
