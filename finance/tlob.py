@@ -82,7 +82,8 @@ class _LOBModel(nn.Module):
         self.order_type_embedder = nn.Embedding(3, 1)
         self.norm_layer = BiN(num_features, seq_len)
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise :class:`InputShapeError` unless ``x`` is (B, seq_len, num_features)."""
         if x.ndim != 3 or x.shape[1:] != (self.seq_len, self.num_features):
             raise InputShapeError(f"{type(self).__name__} expects windows (batch, {self.seq_len} snapshots, "
                                   f"{self.num_features} features), got {tuple(x.shape)}")
@@ -154,7 +155,7 @@ class TLOB(_LOBModel):
 
     def forward_features(self, x: torch.Tensor, return_attention: bool = False):
         """(B, T, F) -> (B, T/4, H/4) (and with ``return_attention`` the attention weights of every layer)."""
-        self._check_input(x)
+        self.check_input(x)
         x = self.emb_layer(self._normalise(self._embed_order_type(x))) + self.pos_encoder
         attention = []
         for layer in self.layers:  # temporal, feature, temporal, ... with the axes swapped after each
@@ -194,7 +195,7 @@ class MLPLOB(_LOBModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, F) -> (B, T/4, H/4)."""
-        self._check_input(x)
+        self.check_input(x)
         x = self._normalise(self._embed_order_type(x))
         for layer in self.layers:  # the official loop swaps the axes after every layer, the GELU included
             x = layer(x).transpose(1, 2)

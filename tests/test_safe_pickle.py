@@ -21,7 +21,6 @@ from torch import nn
 
 import zoo
 from zoo.errors import CheckpointError, UnsafeCheckpointError
-from zoo.hub import read_weights
 from zoo.safe_pickle import (
     PickledObject,
     UnsafePickleError,
@@ -30,6 +29,7 @@ from zoo.safe_pickle import (
     state_dict_of_pickled_module,
     to_plain,
 )
+from zoo.weights import read_weights
 
 
 class _Exploit:

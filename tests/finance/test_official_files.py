@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 import zoo
-from zoo.hub import sha256_of
+from zoo.weights import sha256_of
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "official"
 TLOB_ENGINE = FIXTURES / "tlob" / "val_loss=1.168_epoch=0.pt"

@@ -41,10 +41,20 @@ from tqdm.auto import tqdm
 from zoo.errors import CheckpointError, CheckpointMismatchError, HashMismatchError
 from zoo.protocols import Classifier
 from zoo.registry import ModelEntry, WeightSet
-from zoo.safe_pickle import is_pickled_module, read_checkpoint, register_rebuild, state_dict_of_pickled_module
+from zoo.safe_pickle import is_pickled_module, register_rebuild, state_dict_of_pickled_module
+from zoo.safe_pickle import read_checkpoint as read_torch_file
 
-__all__ = ["LoadedWeights", "download", "fit_state_dict", "load_weights", "read_weights", "register_safe_global",
-           "save_pretrained"]
+__all__ = [
+    "LoadedWeights",
+    "download",
+    "fit_state_dict",
+    "lightning_checkpoint_weights",
+    "load_weights",
+    "read_torch_file",
+    "read_weights",
+    "register_safe_global",
+    "save_pretrained",
+]
 
 TORCH_SUFFIXES = (".pt", ".pth", ".tar", ".bin", ".ckpt")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -158,16 +168,11 @@ def register_safe_global(stand_in: type, qualified_name: str) -> None:
     register_rebuild(qualified_name, stand_in)
 
 
-def _torch_load(path: Path) -> Any:
-    """The object a torch file holds, read safely (kept for callers of the old name)."""
-    return read_checkpoint(path)
-
-
 def _tensors_under(state_dict: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix) and isinstance(v, torch.Tensor)}
 
 
-def _from_lightning(obj: dict[str, Any], source: str, key: str | None) -> LoadedWeights:
+def lightning_checkpoint_weights(obj: dict[str, Any], source: str, key: str | None = None) -> LoadedWeights:
     """A Lightning checkpoint. A zoo task's carries its ``zoo`` record (model id, arguments, where the weights sit);
     any other is an official one: its network's weights sit under one attribute of its LightningModule (``key``
     when given, e.g. "model_ema", else the first of :data:`LIGHTNING_MODEL_ATTRIBUTES` that holds tensors)."""
@@ -226,13 +231,13 @@ def read_weights(path: str | Path, key: str | None = None) -> LoadedWeights:
             return LoadedWeights(load_file(path), str(path))
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: not a readable safetensors file: {err}") from None
-    obj = read_checkpoint(path)
+    obj = read_torch_file(path)
     if is_pickled_module(obj):  # torch.save(model)
         return LoadedWeights(_weights_of(obj, path), str(path))
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, found {type(obj).__name__}")
     if "pytorch-lightning_version" in obj and isinstance(obj.get("state_dict"), dict):
-        return _from_lightning(obj, str(path), key)
+        return lightning_checkpoint_weights(obj, str(path), key)
     if key is not None:
         if not isinstance(obj.get(key), dict) and not is_pickled_module(obj.get(key)):
             entries = ", ".join(k for k, v in obj.items() if isinstance(v, dict) or is_pickled_module(v)) or "none"
@@ -282,8 +287,10 @@ def _mlflow_download(uri: str) -> Path:
         raise CheckpointError(f"could not fetch {uri} from MLflow at {default_tracking_uri()}: {err}") from err
 
 
-def load_weights(source: str | Path, entry: ModelEntry) -> LoadedWeights:
-    """Resolve any supported ``source`` for the model ``entry`` and read it."""
+def load_weights(source: str | Path | LoadedWeights, entry: ModelEntry) -> LoadedWeights:
+    """Resolve any supported ``source`` for the model ``entry`` and read it (weights already read pass through)."""
+    if isinstance(source, LoadedWeights):
+        return source
     text = str(source)
     names = {w.name: w for w in entry.card.weights}
     if text in names:

@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 
 import zoo
 from zoo.errors import CheckpointError, HashMismatchError, UnknownModelError
-from zoo.hub import read_weights
 from zoo.safe_pickle import PickledObject
+from zoo.weights import read_weights
 
 MODEL = "vision/eca_resnet18"
 
