@@ -43,7 +43,7 @@ from torch import nn
 from zoo.errors import CheckpointError, InputShapeError
 from zoo.registry import Classes, ModelCard, Paper, Pretext, WeightSet, register_model
 
-__all__ = ["SSAST", "adapt_pos_embed", "grid_size", "ssast_checkpoint_filter"]
+__all__ = ["SSAST", "adapt_pos_embed", "grid_size", "pretraining_kwargs_from_checkpoint", "ssast_checkpoint_filter"]
 
 Pooling = Literal["avgtok", "cls"]
 SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}
@@ -385,6 +385,15 @@ def ssast_checkpoint_filter(state_dict: dict[str, Any], model: SSAST) -> dict[st
     return sd
 
 
+def pretraining_kwargs_from_checkpoint(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """The input size a pretraining checkpoint records (``p_input_fdim`` / ``p_input_tdim``, official and zoo), so
+    that a pretraining model built from it has the grid of its positional embeddings."""
+    fdim, tdim = state_dict.get("p_input_fdim"), state_dict.get("p_input_tdim")
+    if not isinstance(fdim, torch.Tensor) or not isinstance(tdim, torch.Tensor):
+        return {}
+    return {"input_fdim": int(fdim), "input_tdim": int(tdim)}
+
+
 # --- registered configurations ----------------------------------------------------------------------------------
 PAPER = Paper("SSAST: Self-Supervised Audio Spectrogram Transformer", arxiv="2110.09784", venue="AAAI 2022",
               code_url="https://github.com/YuanGongND/ssast")
@@ -466,7 +475,11 @@ def _register(size: str, variant: str, pretraining: bool) -> None:
             notes=(f"MSPM pretraining model: {fshape}x{tshape} patches at stride = shape, {grid[0]}x{grid[1]} = "
                    f"{grid[0] * grid[1]} patches of 128 x 1024 inputs, "
                    f"{'cluster' if variant == 'patch' else 'random'} masking of 400; joint loss InfoNCE + 10 MSE "
-                   "from two forward passes. The parameter count is the official state dict's without timm's unused "
+                   "from two forward passes. InfoNCE normalises each prediction over the masked patches as the "
+                   "paper's Eq. 1; the release normalises over the predictions (issue 13): the task's "
+                   "nce_normalise='official' gives its loss and masked accuracy. The input size is read from an "
+                   "official or zoo pretraining file (p_input_fdim/p_input_tdim). "
+                   "The parameter count is the official state dict's without timm's unused "
                    "v.head/v.head_dist and the two p_input_* scalars (buffers here). Fine-tune with "
                    f"`zoo train audio/ssast_{size}_{variant} --model.pretrained "
                    "runs:/<this run id>/pretrained/model.safetensors` (the encoder this task logs). "
@@ -500,7 +513,8 @@ def _register(size: str, variant: str, pretraining: bool) -> None:
 
     factory.__name__ = factory.__qualname__ = model_id.rpartition("/")[2]
     factory.__doc__ = f"SSAST-{size} {variant} ({'pretraining' if pretraining else 'fine-tuning'})."
-    register_model(model_id, card=card, checkpoint_filter=ssast_checkpoint_filter)(factory)
+    register_model(model_id, card=card, checkpoint_filter=ssast_checkpoint_filter,
+                   kwargs_from_checkpoint=pretraining_kwargs_from_checkpoint if pretraining else None)(factory)
 
 
 for _size in SIZES:

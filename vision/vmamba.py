@@ -22,6 +22,7 @@ pickled code.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ from zoo.weights import read_weights, register_safe_global
 
 __all__ = [
     "PatchMerging2D", "ResVMamba", "StageShortcut", "VMamba", "VSSBlock", "VSSStage", "checkpoint_filter",
-    "convert_official_checkpoint",
+    "convert_official_checkpoint", "kwargs_from_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -274,6 +275,41 @@ _LEGACY_NAMES = (  # early VMamba releases -> current official names (the offici
     (re.compile(r"^norm\."), "classifier.norm."),
     (re.compile(r"^head\."), "classifier.head."),
 )
+def _current_name(key: str) -> str:
+    for pattern, replacement in _LEGACY_NAMES:
+        key = pattern.sub(replacement, key)
+    return key
+
+
+def kwargs_from_checkpoint(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """The architecture of an official (or zoo) VMamba / Res-VMamba state dict, read off its tensor shapes:
+    ``depths``, ``dims``, ``d_state``, ``ssm_ratio``, ``dt_rank``, ``patch_size`` and ``in_chans``. Empty for a
+    dict that is not a VMamba's."""
+    sd = {_current_name(k): v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    embed = sd.get("patch_embed.0.weight")
+    if embed is None or embed.ndim != 4:
+        return {}
+    depths, dims, ranks = [], [], []
+    while blocks := {int(m.group(1)) for k in sd if (m := re.match(rf"^layers\.{len(depths)}\.blocks\.(\d+)\.", k))}:
+        depths.append(max(blocks) + 1)
+        dims.append(int(sd[f"layers.{len(dims)}.blocks.0.norm.weight"].shape[0]))
+        ranks.append(int(sd[f"layers.{len(ranks)}.blocks.0.op.dt_projs_weight"].shape[-1]))
+    if not depths:
+        return {}
+    first = "layers.0.blocks.0.op."
+    kwargs: dict[str, Any] = {
+        "depths": tuple(depths), "patch_size": int(embed.shape[-1]), "in_chans": int(embed.shape[1]),
+        "dims": dims[0] if dims == [dims[0] * 2**i for i in range(len(dims))] else tuple(dims),
+        "d_state": int(sd[first + "A_logs"].shape[1]),
+        "ssm_ratio": sd[first + "in_proj.weight"].shape[0] / 2 / dims[0],
+    }
+    if ranks == [math.ceil(d / 16) for d in dims]:
+        kwargs["dt_rank"] = "auto"
+    elif len(set(ranks)) == 1:
+        kwargs["dt_rank"] = ranks[0]
+    return kwargs
+
+
 def checkpoint_filter(state_dict: dict[str, Any], model: nn.Module) -> dict[str, torch.Tensor]:
     """Map an official VMamba / Res-VMamba checkpoint onto this module's names.
 
@@ -281,11 +317,7 @@ def checkpoint_filter(state_dict: dict[str, Any], model: nn.Module) -> dict[str,
     top-level ``norm``/``head``). For :class:`ResVMamba`, shortcut weights missing from the checkpoint (all official
     ones) are filled with the model's own initial values, with a warning naming them.
     """
-    out = {}
-    for key, value in state_dict.items():
-        for pattern, replacement in _LEGACY_NAMES:
-            key = pattern.sub(replacement, key)
-        out[key] = value
+    out = {_current_name(key): value for key, value in state_dict.items()}
     if isinstance(model, ResVMamba):
         own = model.state_dict()
         missing = sorted(k for k in own if k.startswith("shortcuts.") and k not in out)
@@ -316,8 +348,9 @@ register_safe_global(_YacsConfigStandIn, "yacs.config.CfgNode")
 
 def convert_official_checkpoint(src: str | Path, dst: str | Path, weights: str = "model") -> Path:
     """Write the ``weights`` of an official training checkpoint as a safetensors file that ``zoo.create_model``
-    (and any tool) reads directly; keys keep the official names."""
-    state_dict = {k: v.contiguous() for k, v in read_weights(src, key=weights).state_dict.items()}
+    (and any tool) reads directly; keys keep the official names. Tensors are copied, as safetensors refuses
+    tensors that share memory."""
+    state_dict = {k: v.clone().contiguous() for k, v in read_weights(src, key=weights).state_dict.items()}
     save_file(state_dict, dst)
     return Path(dst)
 
@@ -349,7 +382,8 @@ _COMMON_NOTES = (
     "(the model's feature_layout is 'NHWC'). Weight decay as in the official Swin-style recipe applies to A_logs "
     "and dt_projs_bias (2-D) despite their _no_weight_decay flags; only 1-D tensors (Ds, norms, biases) are exempt. "
     "Official checkpoints are Swin-style training pickles (model / model_ema / optimizer / yacs config); they load "
-    "as they are (the 'model' entry). VMamba-S/B's EMA weights are the weight set 'official_in1k_ema'; a local "
+    "as they are (the 'model' entry), the architecture (depths, widths, scan sizes) read off the tensors. "
+    "VMamba-S/B's EMA weights are the weight set 'official_in1k_ema'; a local "
     "file's EMA entry converts with vision.vmamba.convert_official_checkpoint(src, dst, weights='model_ema')."
 )
 _VMAMBA_RECIPE = "vmamba_imagenet.yaml"
@@ -389,7 +423,7 @@ def _vmamba_card(num_params: int, macs: int, weights: tuple[WeightSet, ...], pap
     "vision/vmamba_tiny",
     card=_vmamba_card(22_893_448, 3_676_962_816, _official_in1k("vssmtiny_dp01_ckpt_epoch_292.pth", 82.2, False),
                       _VMAMBA_RECIPE),
-    checkpoint_filter=checkpoint_filter,
+    checkpoint_filter=checkpoint_filter, kwargs_from_checkpoint=kwargs_from_checkpoint,
 )
 def vmamba_tiny(num_classes: int = 1000, **kwargs: Any) -> VMamba:
     """VMamba-T v0: depths 2-2-9-2, 96 channels, drop path 0.2 (the file name says dp01; the config 0.2)."""
@@ -401,7 +435,7 @@ def vmamba_tiny(num_classes: int = 1000, **kwargs: Any) -> VMamba:
     "vision/vmamba_small",
     card=_vmamba_card(44_417_416, 7_689_738_240, _official_in1k("vssmsmall_dp03_ckpt_epoch_238.pth", 83.5, True),
                       (_VMAMBA_RECIPE, _EMA)),
-    checkpoint_filter=checkpoint_filter,
+    checkpoint_filter=checkpoint_filter, kwargs_from_checkpoint=kwargs_from_checkpoint,
 )
 def vmamba_small(num_classes: int = 1000, **kwargs: Any) -> VMamba:
     """VMamba-S v0: depths 2-2-27-2, 96 channels, drop path 0.3."""
@@ -414,7 +448,7 @@ def vmamba_small(num_classes: int = 1000, **kwargs: Any) -> VMamba:
     card=_vmamba_card(76_254_056, 13_297_262_592, _official_in1k("vssmbase_dp06_ckpt_epoch_241.pth", 83.7, True),
                       (_VMAMBA_RECIPE, _EMA),
                       notes="The config sets drop path 0.5 (0.6 commented out; the file name says dp06)."),
-    checkpoint_filter=checkpoint_filter,
+    checkpoint_filter=checkpoint_filter, kwargs_from_checkpoint=kwargs_from_checkpoint,
 )
 def vmamba_base(num_classes: int = 1000, **kwargs: Any) -> VMamba:
     """VMamba-B v0: depths 2-2-27-2, 128 channels, drop path 0.5."""
@@ -454,7 +488,7 @@ _RES_VMAMBA_NOTES = (
         ),),
         target_layer="classifier.norm", notes=_RES_VMAMBA_NOTES + _COMMON_NOTES,
     ),
-    checkpoint_filter=checkpoint_filter,
+    checkpoint_filter=checkpoint_filter, kwargs_from_checkpoint=kwargs_from_checkpoint,
 )
 def res_vmamba(num_classes: int = 1000, **kwargs: Any) -> ResVMamba:
     """Res-VMamba: VMamba-S v0 (depths 2-2-27-2, 96 channels, drop path 0.3) with trained stage shortcuts."""

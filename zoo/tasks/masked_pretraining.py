@@ -6,7 +6,8 @@ Each batch is masked twice, independently (as the official ``pretrain_joint``):
   patches, the negatives being the other masked patches of the same clip. Paper Eq. 1 normalises each prediction's
   scores over the candidate patches (``nce_normalise="paper"``, default); the released code normalises each patch's
   scores over the predictions (``"official"``, SSAST issue 13). Masked accuracy: the fraction of masked positions
-  whose prediction scores its own patch highest among the clip's masked patches (the official metric).
+  whose prediction scores its own patch highest among the clip's masked patches, on the normalised scores (with
+  ``"official"`` exactly the released metric: the argmax over patches of the softmax over predictions).
 - generative pass: the model reconstructs the raw masked patches; mean squared error.
 
 Loss = NCE + ``mse_weight`` (10) x MSE for ``objective="joint"``, or one of them alone.
@@ -67,7 +68,9 @@ def info_nce(predictions: torch.Tensor, targets: torch.Tensor, normalise: str = 
     else:
         raise ValueError(f"nce_normalise must be 'paper' or 'official', got {normalise!r}")
     loss = -log_p.diagonal(dim1=1, dim2=2).mean()
-    right = scores.argmax(dim=1) == torch.arange(scores.shape[1], device=scores.device)
+    # a prediction is right when its own patch scores highest among the masked patches, on the normalised scores:
+    # with "official" that is the released code's argmax over patches of the softmax over predictions
+    right = log_p.argmax(dim=1) == torch.arange(scores.shape[1], device=scores.device)
     return loss, right.float().mean()
 
 
