@@ -137,7 +137,6 @@ class ZooCLI(LightningCLI):
                               LearningRateMonitor(logging_interval="step"), RunArtifacts(), RunSummary(), EpochLines(),
                               FaultTolerance(),
                               *extra_callbacks],
-                "plugins": [AtomicCheckpointIO(checkpoint_interval())],
                 "enable_autolog_hparams": False,
                 "enable_model_summary": False,  # RunSummary says it in one line ("Total FLOPs: 0" was wrong)
                 # torch's deterministic kernels where it has them; "warn" names each op that has none (some CUDA
@@ -155,6 +154,14 @@ class ZooCLI(LightningCLI):
             super().parse_arguments(parser, args)
         except ArgumentError as err:
             raise ZooError(_explain_parse_error(parser, str(err), args)) from None
+
+    @override
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """The trainer, with the atomic checkpoint IO plugged in beside any plugins the config names (an object,
+        not a config value: it is not written into the run's config.yaml)."""
+        given = self.config_init.get("trainer", {}).get("plugins") or []
+        plugins = [*(given if isinstance(given, list) else [given]), AtomicCheckpointIO(checkpoint_interval())]
+        return super().instantiate_trainer(**{**kwargs, "plugins": plugins})
 
     @override
     def before_instantiate_classes(self) -> None:
