@@ -54,7 +54,7 @@ import numpy as np
 import torch
 import yaml
 from PIL import Image, ImageDraw, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from zoo.data.base import ZooDataModule, bundled_photos, cache_root
 from zoo.data.images import read_image
 from zoo.data.splits import grouped_split, random_split
@@ -673,6 +673,8 @@ class DetectionData(ZooDataModule):
         eval_batch_size: batch size of val/test/predict (default: batch_size).
     """
 
+    collate_fn = staticmethod(detection_collate)
+
     def __init__(self, root: str | None = None, format: Format = "auto", val_root: str | None = None,
                  test_root: str | None = None, images_dir: str | None = None,
                  classes: list[str] | dict[str, int] | str | None = None,
@@ -694,6 +696,7 @@ class DetectionData(ZooDataModule):
         self.category_ids: list[int] | None = None  # a COCO set's category id of each class index
         self.predict_paths: list[Path] = []
         self.train_set: DetectionDataset | None = None
+        self.eval_batch_size = eval_batch_size
         self._read_classes()
 
     @property
@@ -807,25 +810,17 @@ class DetectionData(ZooDataModule):
             on = epoch < max_epochs - self.hparams.close_mosaic
             self.train_set.mosaic_enabled.fill_(on)
 
-    def train_dataloader(self) -> DataLoader:
+    def split_dataset(self, split: str) -> DetectionDataset:
+        """Built when its loader is asked for: the training set (kept as ``train_set``, whose mosaic
+        :meth:`set_epoch` switches) with augmentation, the others letterboxed only."""
         hp = self.hparams
-        self.train_set = DetectionDataset(self.splits["train"], hp.image_size, train=hp.augment,
-                                          mosaic=hp.mosaic, mixup=hp.mixup, hsv=hp.hsv, translate=hp.translate,
-                                          scale=hp.scale, fliplr=hp.fliplr, seed=hp.seed)
-        return self.loader(self.train_set, shuffle=True, collate_fn=detection_collate)
-
-    def _eval_loader(self, records: list[ImageRecord]) -> DataLoader:
-        return self.loader(DetectionDataset(records, self.hparams.image_size), shuffle=False,
-                           batch_size=self.hparams.eval_batch_size or self.batch_size, collate_fn=detection_collate)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.splits["val"])
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.splits["test"])
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader([ImageRecord(p) for p in self.predict_paths])
+        if split == "train":
+            self.train_set = DetectionDataset(self.splits["train"], hp.image_size, train=hp.augment,
+                                              mosaic=hp.mosaic, mixup=hp.mixup, hsv=hp.hsv, translate=hp.translate,
+                                              scale=hp.scale, fliplr=hp.fliplr, seed=hp.seed)
+            return self.train_set
+        records = [ImageRecord(p) for p in self.predict_paths] if split == "predict" else self.splits[split]
+        return DetectionDataset(records, hp.image_size)
 
     def image_record(self, stage: str, index: int) -> ImageRecord:
         """The record behind ``target["index"]`` of a ``stage`` batch ("val", "test" or "predict")."""
