@@ -130,9 +130,9 @@ class TrainTimer(L.Callback):
 def train_zoo(model_id: str, horizon: int, epochs: int, batches: int) -> dict:
     """Train ``model_id`` with its quick-start recipe at ``horizon`` as ``zoo train`` does, for ``epochs`` epochs
     of ``batches`` batches; returns the task (best checkpoint's weights), its data module and the timings."""
+    from zoo.checkpointing import run_checkpoints
     from zoo.runner import ZooCLI, quiet_logs
     from zoo.tasks.registry import get_task_class
-    from zoo.tracking import run_checkpoints
 
     entry = zoo.registry.get_entry(model_id)
     args = [arg for path in entry.recipe_paths("quickstart") for arg in ("--config", str(path))]

@@ -35,6 +35,8 @@ from zoo.errors import DataError
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
+DEFAULT_IMAGE_SIZE = 32  # the bundled digits (8 px) and CIFAR (32 px) are seen at 32 px
+DEFAULT_CROP_PCT = 0.875
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -255,23 +257,31 @@ class ImageClassificationData(ZooDataModule):
             stopping with an error when the data is set up.
         interpolation / crop_pct: resize filter and evaluation crop fraction (see :func:`image_transform`).
 
-    Fine-tuning from a weight set whose card gives its preprocessing (``WeightSet.preprocessing``), ``zoo train``
-    sets ``mean``, ``std``, ``image_size``, ``interpolation`` and ``crop_pct`` from it, except those given on the
-    command line (``PREPROCESSING_FIELDS`` maps the card's names to these arguments).
+    ``image_size``, ``mean``, ``std``, ``interpolation`` and ``crop_pct`` left at None are resolved, as timm's
+    ``resolve_data_config`` does: fine-tuning from a weight set whose card gives its preprocessing
+    (``WeightSet.preprocessing``), ``zoo train`` takes them from it (``PREPROCESSING_FIELDS`` maps the card's names
+    to these arguments); a user's own image folder is seen at the card's input size; what is still None takes the
+    defaults (32 px, ImageNet mean and std, crop 0.875, the augmentation's filter). A value given in a recipe, a
+    config or on the command line always wins.
     """
 
     PREPROCESSING_FIELDS: ClassVar[dict[str, str]] = {
-        "mean": "mean", "std": "std", "input_size": "image_size", "interpolation": "interpolation",
-        "crop_pct": "crop_pct"}
+        "input_size": "image_size", "interpolation": "interpolation", "crop_pct": "crop_pct", "mean": "mean",
+        "std": "std"}
 
-    def __init__(self, root: str | None = None, dataset: Source = "auto", image_size: int = 32,
+    def __init__(self, root: str | None = None, dataset: Source = "auto", image_size: int | None = None,
                  batch_size: int = 64, augment: Augment = "affine", val_fraction: float = 0.1,
                  test_fraction: float = 0.2, predict_path: str | None = None, num_workers: int | None = None,
-                 mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD,
+                 mean: tuple[float, float, float] | None = None, std: tuple[float, float, float] | None = None,
                  seed: int = 0, rand_augment: str = "rand-m9-mstd0.5-inc1", random_erasing: float = 0.25,
-                 skip_bad_files: bool = False, interpolation: Interpolation | None = None, crop_pct: float = 0.875):
+                 skip_bad_files: bool = False, interpolation: Interpolation | None = None,
+                 crop_pct: float | None = None):
         super().__init__(batch_size, num_workers, seed)
-        self.save_hyperparameters()
+        image_size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
+        mean = IMAGENET_MEAN if mean is None else mean
+        std = IMAGENET_STD if std is None else std
+        crop_pct = DEFAULT_CROP_PCT if crop_pct is None else crop_pct
+        self.save_hyperparameters()  # the resolved values: a checkpoint records what the model was trained on
         if image_size < 1:
             raise DataError(f"--data.image_size must be a positive number of pixels, got {image_size}")
         if dataset == "auto":

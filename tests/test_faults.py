@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from zoo.checkpointing import AtomicCheckpointIO, atomic_save, checkpoint_interval, remove_stale_temporaries, temp_path
 from zoo.errors import CheckpointWriteError, ZooError
-from zoo.faults import AtomicCheckpointIO, atomic_save, checkpoint_interval, remove_stale_temporaries, temp_path
 
 ARGS = ["vision/eca_resnet18", "--data.image_size", "16", "--data.batch_size", "64",
         "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
         "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "1"]
-EPOCH_AGGREGATES = ("train/acc", "train/loss_epoch")  # averaged over the batches a process ran (see zoo.faults)
+EPOCH_AGGREGATES = ("train/acc", "train/loss_epoch")  # averaged over the batches a process ran (see zoo.interruption)
 
 
 def zoo_train(folder: Path, *extra: str, fault: str | None = None, env: dict | None = None,
@@ -192,7 +192,7 @@ def test_temporaries_of_killed_writes_are_removed(tmp_path):
 
 def test_checkpoints_asked_for_within_the_interval_are_held_then_written_as_they_were(tmp_path, monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr("zoo.faults.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("zoo.checkpointing.time.monotonic", lambda: clock[0])
     io = AtomicCheckpointIO(interval_s=60)
     weights = torch.zeros(3)
     last, best = tmp_path / "last.ckpt", tmp_path / "best.ckpt"

@@ -4,7 +4,7 @@ CVPR 2020, arXiv 1910.03151).
 A torchvision-layout ResNet whose residual branches end in ECA (after the last BN, before the addition), as in the
 official code (BangguWu/ECANet, MIT). Parameter names equal the official ones (torchvision ResNet names plus
 ``layerX.Y.eca.conv.weight``), so the official ``.pth.tar`` checkpoints load without renaming once the
-``module.`` prefix of ``nn.DataParallel`` is stripped (``zoo.hub`` does that for every checkpoint).
+``module.`` prefix of ``nn.DataParallel`` is stripped (``zoo.weights`` does that for every checkpoint).
 
 The released checkpoints use hand-picked per-stage kernel sizes (the file tag ``k3557`` = 3, 5, 5, 7), not the
 paper's psi(C); both are available (``kernel_sizes="adaptive"`` applies psi to the channels ECA sees).

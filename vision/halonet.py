@@ -158,9 +158,11 @@ class HaloNet(ByobNet):
         candidates = sorted({s for s in (below, above, above + m) if s > 0}, key=lambda s: (abs(s - size), s))
         return candidates[:2]
 
-    def check_input_size(self, height: int, width: int) -> None:
-        """Raise :class:`InputShapeError` naming the sizes that would fit unless both are multiples of
-        :attr:`input_multiple`."""
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise :class:`InputShapeError` unless ``x`` is (B, in_chans, H, W) with H and W multiples of
+        :attr:`input_multiple`, naming the sizes that would fit."""
+        check_image_batch(x, self.in_chans)
+        height, width = x.shape[-2:]
         m = self.input_multiple
         if height % m == 0 and width % m == 0:
             return
@@ -176,8 +178,7 @@ class HaloNet(ByobNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, H, W) -> (B, num_features, H/32, W/32); H and W multiples of :attr:`input_multiple`."""
-        check_image_batch(x, self.in_chans)
-        self.check_input_size(*x.shape[-2:])
+        self.check_input(x)
         return super().forward_features(x)
 
 

@@ -15,7 +15,7 @@ inference non-deterministic. Here they are registered, trained modules (388,416 
 an official Res-VMamba checkpoint therefore leaves them at their initialisation, with a logged warning naming them.
 
 The official training checkpoints are pickles that hold a ``yacs`` ``CfgNode``; a stand-in registered with
-``zoo.hub.register_safe_global`` lets the hub's weights-only reader take them without yacs and without running any
+``zoo.weights.register_safe_global`` lets the hub's weights-only reader take them without yacs and without running any
 pickled code.
 """
 
@@ -38,8 +38,8 @@ from zoo.vision._common import check_image_batch
 from zoo.blocks.selective_scan import ScanMethod
 from zoo.blocks.ss2d import SS2D
 from zoo.errors import InputShapeError
-from zoo.hub import read_weights, register_safe_global
 from zoo.registry import ModelCard, Paper, Preprocessing, WeightSet, register_model
+from zoo.weights import read_weights, register_safe_global
 
 __all__ = [
     "PatchMerging2D", "ResVMamba", "StageShortcut", "VMamba", "VSSBlock", "VSSStage", "checkpoint_filter",

@@ -19,7 +19,7 @@ __all__ = ["__version__", "create_model", "get_card", "list_models", "register_m
 
 # The public functions load on first use, so that `zoo list`, `zoo info` and `zoo --version` answer without
 # importing torch (seconds of start-up).
-_EXPORTS = {"create_model": "zoo.factory", "save_pretrained": "zoo.hub", "get_card": "zoo.registry",
+_EXPORTS = {"create_model": "zoo.factory", "save_pretrained": "zoo.weights", "get_card": "zoo.registry",
             "list_models": "zoo.registry", "register_model": "zoo.registry"}
 
 
@@ -27,7 +27,7 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     try:
-        return importlib.import_module(f"zoo.{name}")  # `import zoo; zoo.hub...` as before
+        return importlib.import_module(f"zoo.{name}")  # `import zoo; zoo.weights...`
     except ModuleNotFoundError as err:
         if err.name != f"zoo.{name}":
             raise

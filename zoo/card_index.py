@@ -4,7 +4,7 @@ second instead of importing torch and every model file.
 The index (``card_index.json`` beside this file) holds, per model id, the row ``zoo list`` prints and the fields
 ``zoo info`` prints, plus a fingerprint of the sources they come from: the built-in domain packages' Python files
 and recipes, and the card code. It is used only while that fingerprint matches and no third-party domain is
-installed; otherwise the commands import the registry as before (slower, never wrong). ``python -m zoo.cards``
+installed; otherwise the commands import the registry as before (slower, never wrong). ``python -m zoo.card_index``
 rewrites it together with the README's model table.
 """
 
@@ -86,3 +86,10 @@ def load_index(path: Path = INDEX_FILE) -> dict[str, Any] | None:
     if index.get("fingerprint") != source_fingerprint(packages):
         return None  # a model file or recipe changed since the index was written
     return index
+
+
+if __name__ == "__main__":  # python -m zoo.card_index: refresh the README's model table and the card index
+    from zoo.cards import update_readme
+
+    print("README.md updated" if update_readme() else "README.md already up to date")
+    print(f"{INDEX_FILE.name} updated" if write_index() else f"{INDEX_FILE.name} already up to date")

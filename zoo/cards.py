@@ -177,10 +177,3 @@ def update_readme(path: str = "README.md") -> bool:
     if updated != text:
         Path(path).write_text(updated)
     return updated != text
-
-
-if __name__ == "__main__":  # python -m zoo.cards: refresh the README's model table and the card index
-    from zoo.card_index import INDEX_FILE, write_index
-
-    print("README.md updated" if update_readme() else "README.md already up to date")
-    print(f"{INDEX_FILE.name} updated" if write_index() else f"{INDEX_FILE.name} already up to date")

@@ -117,35 +117,6 @@ def cmd_ui(host: str, port: int) -> int:
 
 
 # --- training and evaluation ------------------------------------------------------------------------------------
-def _read_checkpoint(path: str) -> dict[str, Any]:
-    from zoo.hub import _torch_load
-
-    if not Path(path).is_file():
-        raise ZooError(f"no such checkpoint: {path}")
-    checkpoint = _torch_load(Path(path))
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("zoo"), dict) \
-            or "model" not in checkpoint["zoo"]:
-        raise ZooError(f"{path} is not a checkpoint of a zoo run (it lacks the 'zoo' record)")
-    return checkpoint
-
-
-def checkpoint_model_id(checkpoint: dict[str, Any]) -> str:
-    return checkpoint["zoo"]["model"]["model_id"]
-
-
-def _config_from_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The model and data config a zoo checkpoint was trained with (weights then come from the checkpoint)."""
-    record = checkpoint["zoo"]
-    model_args = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-    model_args["pretrained"] = None
-    config: dict[str, Any] = {"model": model_args}
-    if record.get("datamodule"):
-        data_args = {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items()
-                     if not k.startswith("_")}
-        config["data"] = {"class_path": record["datamodule"], "init_args": data_args}
-    return config
-
-
 def _write_temp_yaml(config: dict[str, Any]) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="zoo-", delete=False) as handle:
         yaml.safe_dump(config, handle, sort_keys=False)
@@ -174,23 +145,6 @@ def _find_run_to_resume(model_id: str, run_id: str | None):
     return runs[0]
 
 
-def _own_data_image_size(model_id: str, recipe: str | None, rest: list[str]) -> list[str]:
-    """A user's own images (``--data.root``) are seen at the card's input size, not at the small size the quick
-    start's bundled 8x8 digits are upscaled to; ``--data.image_size`` still chooses."""
-    from zoo.cards import recipe_config
-    from zoo.registry import get_entry
-
-    given = {a.split("=", 1)[0] for a in rest}
-    if "--data.root" not in given or "--data.image_size" in given:
-        return []
-    entry = get_entry(model_id)
-    data = recipe_config(entry, recipe).get("data") or {}
-    init = data.get("init_args") or {}
-    if "image_size" not in init or init.get("dataset", "auto") != "auto" or len(entry.card.input_shape) != 3:
-        return []
-    return ["--data.image_size", str(entry.card.input_shape[-1])]
-
-
 def _run_name(model_id: str, command: str) -> str:
     """A readable, unique run name: model, command, time and a random suffix (MLflow's own generator is seeded by
     the run's seed, so every run got the same name)."""
@@ -205,7 +159,7 @@ def _resume_args(model_id: str, run_id: str | None, extra_args: list[str]) -> tu
     """Flags that continue an earlier run (its config, the same MLflow run) and its last checkpoint."""
     import mlflow
 
-    from zoo.faults import CHECKPOINT_EVERY_ENV, DEFAULT_CHECKPOINT_EVERY_S
+    from zoo.checkpointing import CHECKPOINT_EVERY_ENV, DEFAULT_CHECKPOINT_EVERY_S
     from zoo.store import default_tracking_uri, local_path
     from zoo.tracking import CHECKPOINT_ARTIFACT_DIR
 
@@ -231,7 +185,9 @@ def _resume_args(model_id: str, run_id: str | None, extra_args: list[str]) -> tu
     try:
         config = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/config.yaml")
     except Exception:
-        config = _write_temp_yaml(_config_from_checkpoint(_read_checkpoint(str(last))))
+        from zoo.checkpoints import read_checkpoint
+
+        config = _write_temp_yaml(read_checkpoint(last).config())
     print(f"resuming MLflow run {run_id} from {last}")
     return ["--config", str(config), "--trainer.logger.init_args.run_id", run_id, "--model.pretrained", "null"], \
         str(last)
@@ -295,14 +251,14 @@ def _flag_lines(prefix: str, cls: type, values: dict[str, Any]) -> list[str]:
 def model_help(command: str, model_id: str, recipe: str | None) -> str:
     """``zoo train MODEL --help``: the model's own task, data and recipe flags, with the recipe's values."""
     from zoo.cards import recipe_config
+    from zoo.class_paths import import_class
     from zoo.registry import get_entry
-    from zoo.tasks.base import import_class
-    from zoo.tasks.registry import get_task_class
+    from zoo.tasks.registry import task_class_of
 
     entry = get_entry(model_id)
     card = entry.card
     config = recipe_config(entry, recipe)
-    task_class = get_task_class(card.task)
+    task_class = task_class_of(model_id)
     recipes = ", ".join(card.recipes) or "-"
     lines = [f"usage: zoo {command} {model_id} [--recipe NAME] [--resume [RUN_ID]] [--ckpt CKPT] [flags]", "",
              f"{model_id}: {card.paper.title} ({card.task}); recipes: {recipes} "
@@ -362,44 +318,42 @@ def cmd_lightning(command: str, argv: list[str]) -> int:
     if command != "train" and known.ckpt is None and not any(a in rest for a in ("-h", "--help")):
         raise ZooError(f"zoo {command} needs --ckpt CHECKPOINT (a best.ckpt or last.ckpt of a zoo run)")
 
-    from zoo.registry import get_card
-
     if model_id and any(a in ("-h", "--help") for a in rest):
         print(model_help(command, model_id, known.recipe))
     args: list[str] = []
-    ckpt_path = known.ckpt
+    resume_from, checkpoint = None, None
     if known.ckpt:
-        checkpoint = _read_checkpoint(known.ckpt)
-        ckpt_model = checkpoint_model_id(checkpoint)
-        if model_id and model_id != ckpt_model:
-            raise ZooError(f"{known.ckpt} is a checkpoint of {ckpt_model}, not {model_id}")
-        model_id = ckpt_model
+        from zoo.checkpoints import read_checkpoint
+
+        checkpoint = read_checkpoint(known.ckpt)
+        if model_id and model_id != checkpoint.model_id:
+            raise ZooError(f"{known.ckpt} is a checkpoint of {checkpoint.model_id}, not {model_id}")
+        model_id = checkpoint.model_id
         args += _recipe_args(model_id, known.recipe)
-        args += ["--config", _write_temp_yaml(_config_from_checkpoint(checkpoint))]
+        args += ["--config", _write_temp_yaml(checkpoint.config())]
+        if command == "train":
+            resume_from = known.ckpt
     elif model_id:
         args += _recipe_args(model_id, known.recipe)  # an unknown id fails here, with suggestions
         if known.resume:
-            resume_args, ckpt_path = _resume_args(model_id, None if known.resume == "latest" else known.resume,
-                                                  rest)
+            resume_args, resume_from = _resume_args(model_id, None if known.resume == "latest" else known.resume,
+                                                    rest)
             args += resume_args
         args += ["--model.model", model_id]
-    if command == "train" and not known.resume and not known.ckpt:
-        args += _own_data_image_size(model_id, known.recipe, rest)
     if not known.resume:
         args += ["--trainer.logger.init_args.run_name", _run_name(model_id, command),
                  "--trainer.logger.init_args.tags", json.dumps({"zoo.run_type": command})]
-    task = get_card(model_id).task
-
     from zoo.runner import run_lightning
+    from zoo.tasks.registry import task_class_of
 
-    return run_lightning(command, task, args + rest, ckpt_path=ckpt_path, predictions=known.output)
+    return run_lightning(command, task_class_of(model_id), args + rest, resume_from=resume_from, checkpoint=checkpoint,
+                         predictions=known.output)
 
 
 def cmd_explain(argv: list[str]) -> int:
     """Explain one image with a checkpoint: the checkpoint's task kind does it (image classification: Grad-CAM,
     written as a PNG of image | overlay); kinds without an ``explain`` say so."""
-    from zoo.registry import get_card
-    from zoo.tasks.registry import get_task_class
+    from zoo.tasks.registry import task_class_of
 
     parser = argparse.ArgumentParser(prog="zoo explain")
     parser.add_argument("model", nargs="?")
@@ -409,16 +363,18 @@ def cmd_explain(argv: list[str]) -> int:
     parser.add_argument("--layer", help="module to take the activations from (default: the card's layer)")
     parser.add_argument("--output", help="PNG to write (default: ./<image name>_gradcam.png)")
     options = parser.parse_args(argv)
-    checkpoint = _read_checkpoint(options.ckpt)
-    model_id = checkpoint_model_id(checkpoint)
+    from zoo.checkpoints import read_checkpoint
+
+    checkpoint = read_checkpoint(options.ckpt)
+    model_id = checkpoint.model_id
     if options.model and options.model != model_id:
         raise ZooError(f"{options.ckpt} is a checkpoint of {model_id}, not {options.model}")
-    explain = getattr(get_task_class(get_card(model_id).task), "explain", None)
+    explain = getattr(task_class_of(model_id), "explain", None)
     if explain is None:
         raise ZooError(f"{options.ckpt} is not an image classification checkpoint")
     # not beside the image: a folder of inputs that `zoo predict` reads next must not gain PNGs
     output = Path(options.output or Path.cwd() / (Path(options.image).stem + "_gradcam.png"))
-    print(explain(checkpoint, options.ckpt, options.image, options.target, options.layer, output))
+    print(explain(checkpoint, options.image, options.target, options.layer, output))
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import io
 import logging
 import re
@@ -32,32 +31,15 @@ import torch
 from torch import Tensor, nn
 
 from zoo.errors import ZooError
+from zoo.inputs import InputSpec, example_inputs
 
-__all__ = ["ExportResult", "InputSpec", "cmd_export", "example_inputs", "export_model", "find_run_of_checkpoint"]
+__all__ = ["ExportResult", "cmd_export", "export_model", "find_run_of_checkpoint"]
 
 FORMATS = {"onnx": ".onnx", "torch_export": ".pt2"}
 EXPORT_ARTIFACT_DIR = "export"
 TRACE_BATCH = 2  # not 0 or 1, which torch.export would specialise the batch dimension to
 CHECK_BATCHES = (1, 3)
 MAX_BATCH = 4096
-TABULAR_INPUTS = ("x_num", "x_bin", "x_cat")
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """One input of the exported program: ``name``, per-example ``shape`` (no batch), dtype, and for integer
-    inputs the exclusive upper bound ``high`` of the random codes it is checked with."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: torch.dtype = torch.float32
-    high: int | None = None
-
-    def sample(self, batch: int, generator: torch.Generator) -> Tensor:
-        """A random (batch, *shape) tensor: N(0, 1) floats, or integer codes in [0, high)."""
-        if self.dtype.is_floating_point:
-            return torch.randn(batch, *self.shape, generator=generator, dtype=self.dtype)
-        return torch.randint(0, max(1, self.high or 1), (batch, *self.shape), generator=generator, dtype=self.dtype)
 
 
 @dataclass
@@ -80,62 +62,6 @@ class _Positional(nn.Module):
 
     def forward(self, *inputs: Tensor) -> Any:
         return self.model(*(None if slot is None else inputs[slot] for slot in self.slots))
-
-
-# --- inputs -----------------------------------------------------------------------------------------------------
-def _factory_defaults(model_id: str) -> dict[str, Any]:
-    from zoo.registry import get_entry
-
-    signature = inspect.signature(get_entry(model_id).factory)
-    return {n: p.default for n, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
-
-
-def example_inputs(model: nn.Module, model_id: str, checkpoint: dict[str, Any] | None = None,
-                   input_shape: tuple[int, ...] | None = None) -> tuple[list[InputSpec], list[int | None]]:
-    """The inputs to export ``model`` with, and how they map onto its positional arguments.
-
-    From the card (``ModelCard.inputs``), except: ``input_shape`` replaces the first input's shape; a checkpoint
-    whose data module records ``image_size`` gives the (C, S, S) image at that size, one that records
-    ``num_frames`` the (frames, bins) spectrogram of that length; a tabular model (forward
-    ``x_num, x_bin, x_cat``) gets the feature kinds its configuration has (x_cat int64 codes).
-
-    Returns:
-        the input specs, and per positional argument of ``model.forward`` the index of its input (None: None).
-    """
-    from zoo.registry import get_card
-
-    card = get_card(model_id)
-    signature = inspect.signature(model.forward)
-    required = [n for n, p in signature.parameters.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty]
-    if required:
-        raise ZooError(f"{model_id} needs {', '.join(required)} at inference besides its inputs (keyword "
-                       f"argument{'s' if len(required) > 1 else ''} of {type(model).__name__}.forward, e.g. the "
-                       "training rows a retrieval model looks up); zoo export cannot give them")
-    parameters = list(signature.parameters)
-    if parameters[:3] == list(TABULAR_INPUTS):
-        config = {**_factory_defaults(model_id), **(getattr(model, "zoo_config", {}).get("model_kwargs") or {})}
-        cardinalities = [int(c) for c in config.get("cat_cardinalities") or ()]
-        specs = [InputSpec("x_num", (int(config.get("n_num_features", 0)),)),
-                 InputSpec("x_bin", (int(config.get("n_bin_features", 0)),)),
-                 InputSpec("x_cat", (len(cardinalities),), torch.int64, min(cardinalities, default=1))]
-        if input_shape is not None:
-            specs[0] = InputSpec("x_num", tuple(input_shape))
-        present = [s for s in specs if s.shape[0] > 0]
-        slots = [present.index(s) if s in present else None for s in specs]
-        return present, slots
-    shapes = dict(card.inputs)
-    first = tuple(shapes["input"])
-    data = (checkpoint or {}).get("datamodule_hyper_parameters") or {}
-    if input_shape is not None:
-        first = tuple(input_shape)
-    elif len(first) == 3 and isinstance(data.get("image_size"), int):
-        first = (first[0], data["image_size"], data["image_size"])
-    elif len(first) == 2 and isinstance(data.get("num_frames"), int):  # a spectrogram: (frames, bins)
-        first = (data["num_frames"], first[1])
-    shapes["input"] = first
-    specs = [InputSpec(name, tuple(shape)) for name, shape in shapes.items()]
-    return specs, list(range(len(specs)))
 
 
 # --- errors -----------------------------------------------------------------------------------------------------
@@ -425,18 +351,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(options: argparse.Namespace) -> tuple[nn.Module, str, dict[str, Any] | None]:
+def _load(options: argparse.Namespace) -> tuple[nn.Module, str, dict[str, Any]]:
+    """The model to export, its id and its data module's arguments (empty without a checkpoint)."""
+    from zoo.checkpoints import read_checkpoint
     from zoo.factory import create_model
 
     if options.ckpt:
-        from zoo.cli import _read_checkpoint, checkpoint_model_id
-
-        checkpoint = _read_checkpoint(options.ckpt)
-        model_id = checkpoint_model_id(checkpoint)
-        return create_model(model_id, pretrained=options.ckpt), model_id, checkpoint
+        checkpoint = read_checkpoint(options.ckpt)
+        return checkpoint.build_model(), checkpoint.model_id, checkpoint.data_hparams
     if options.pretrained is None:
         print(f"{options.model}: no --pretrained given, exporting randomly initialised weights")
-    return create_model(options.model, pretrained=options.pretrained), options.model, None
+    return create_model(options.model, pretrained=options.pretrained), options.model, {}
 
 
 def cmd_export(argv: list[str]) -> int:
@@ -453,8 +378,8 @@ def cmd_export(argv: list[str]) -> int:
 def _export_command(options: argparse.Namespace) -> int:
     if options.pretrained and not options.model:
         raise ZooError("--pretrained goes with --model; a --ckpt holds its own weights")
-    model, model_id, checkpoint = _load(options)
-    specs, slots = example_inputs(model, model_id, checkpoint, options.input_shape)
+    model, model_id, data_hparams = _load(options)
+    specs, slots = example_inputs(model, model_id, data_hparams, options.input_shape)
     output = Path(options.output or Path.cwd() / (model_id.rsplit("/", 1)[-1] + FORMATS[options.format]))
     result = export_model(model, model_id, options.format, output, specs, slots, options.opset)
     shapes = ", ".join(f"{s.name} (batch, {', '.join(map(str, s.shape))})" for s in specs)

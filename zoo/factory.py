@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
 from torch import nn
 
-from zoo import hub
+from zoo import weights
 from zoo.errors import CheckpointError
-from zoo.registry import get_entry
+from zoo.registry import KwargsFromCheckpoint, get_entry
 
 log = logging.getLogger(__name__)
 
 
 def _head_size(model: nn.Module, state_dict: dict) -> int | None:
     """Number of classes of the checkpoint's head, read off the weight of the model's classifier."""
-    for key in hub.classifier_keys(model):
+    for key in weights.classifier_keys(model):
         if key.endswith("weight") and key in state_dict:
             return int(state_dict[key].shape[0])
     return None
+
+
+def kwargs_from_file(read_kwargs: KwargsFromCheckpoint | None, loaded: weights.LoadedWeights) -> dict[str, Any]:
+    """Constructor arguments a family reads off a checkpoint: ``read_kwargs(state_dict)``, or
+    ``read_kwargs(state_dict, checkpoint)`` for a reader that also wants what the file records beside the weights
+    (hyper-parameters, configuration)."""
+    if read_kwargs is None:
+        return {}
+    if len(inspect.signature(read_kwargs).parameters) >= 2:
+        return read_kwargs(loaded.state_dict, loaded.checkpoint)
+    return read_kwargs(loaded.state_dict)
 
 
 def create_model(model_id: str, pretrained: Any = None, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
@@ -27,7 +39,7 @@ def create_model(model_id: str, pretrained: Any = None, num_classes: int | None 
 
     Args:
         model_id: a registered id such as "vision/eca_resnet50" (see ``zoo.list_models``).
-        pretrained: any source ``zoo.hub`` reads (weight-set name, file, folder, URL, MLflow URI), or None.
+        pretrained: any source ``zoo.weights`` reads (weight-set name, file, folder, URL, MLflow URI), or None.
         num_classes: head size. With weights of another head size the backbone is loaded and a new head made;
             when None, the head takes the size of the weights (or the card's default without weights).
         **kwargs: constructor arguments of the model family (override those recorded with the weights).
@@ -39,10 +51,10 @@ def create_model(model_id: str, pretrained: Any = None, num_classes: int | None 
     entry = get_entry(model_id)
     loaded = None
     if pretrained is not None and pretrained is not False:
-        loaded = hub.load_weights(pretrained, entry)
+        loaded = weights.load_weights(pretrained, entry)
         if loaded.model_id and loaded.model_id != model_id:
             raise CheckpointError(f"{loaded.source} holds weights of {loaded.model_id}, not {model_id}")
-        inferred = entry.kwargs_from_checkpoint(loaded.state_dict) if entry.kwargs_from_checkpoint else {}
+        inferred = kwargs_from_file(entry.kwargs_from_checkpoint, loaded)
         kwargs = {**loaded.model_kwargs, **inferred, **kwargs}
         if num_classes is None and loaded.num_classes is not None:
             num_classes = loaded.num_classes  # recorded with the weights (zoo checkpoints, folders, weight sets)
@@ -71,7 +83,7 @@ def create_model(model_id: str, pretrained: Any = None, num_classes: int | None 
                          model_id, weights_classes, num_classes)
         if num_classes is None:
             num_classes = weights_classes
-        hub.fit_state_dict(model, state_dict, loaded.source, drop_head=drop_head)
+        weights.fit_state_dict(model, state_dict, loaded.source, drop_head=drop_head)
 
     # The model's record: all that is needed to build it again (checkpoints and saved folders store exactly this).
     model.zoo_config = {

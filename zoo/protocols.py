@@ -5,7 +5,8 @@ A task or the hub never imports a model file: it checks ``isinstance(model, Clas
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -35,3 +36,34 @@ class ChecksInput(Protocol):
     """A model that explains a wrong input (``zoo.errors.InputShapeError``) before it runs."""
 
     def check_input(self, x: torch.Tensor) -> None: ...
+
+
+@runtime_checkable
+class RunRecorder(Protocol):
+    """A logger that keeps files with the run (zoo's MLflow logger): figures, texts and artifacts.
+
+    A task logs its plots and tables through this, never through a logger class.
+    """
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None: ...
+
+    def log_text(self, text: str, artifact_file: str) -> None: ...
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+
+
+@runtime_checkable
+class CheckpointFolder(Protocol):
+    """A logger that says where its run's checkpoints go (zoo's MLflow logger: inside the run's artifacts)."""
+
+    def checkpoint_folder(self) -> Path: ...
+
+
+@runtime_checkable
+class StoppableRun(Protocol):
+    """A logger whose run can be marked as stopped by a signal and continued later by its id."""
+
+    def mark_stopped(self, reason: str) -> str | None:
+        """Record that the run was stopped (``reason``: "SIGTERM at epoch 1, step 40"); returns the run's id, or
+        None when the run was never started."""
+        ...

@@ -10,7 +10,7 @@ The model folder MLflow stores holds, side by side:
   which rebuilds the network with ``zoo.create_model`` and reads the weights from the safetensors file.
 
 ``predict`` takes the model's input tensor(s) as numpy arrays, batch first, in the shapes of
-:func:`zoo.export.example_inputs` (for an image model: (N, C, S, S) float32, already normalised as the data module
+:func:`zoo.inputs.example_inputs` (for an image model: (N, C, S, S) float32, already normalised as the data module
 does), or a dict of named arrays for a model with several inputs, and returns the model's output as numpy
 (a dict of arrays for a model that returns several).
 """
@@ -25,6 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from zoo.inputs import example_inputs
+from zoo.protocols import ChecksInput
 
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 EXAMPLE_BATCH = 2
@@ -49,10 +52,10 @@ class ZooPythonModel:
         self.names: list[str] = []
 
     def load(self) -> None:
-        import zoo
+        from zoo.factory import create_model
 
         config = json.loads((self.folder / "config.json").read_text())
-        self.model = zoo.create_model(config["model_id"], pretrained=str(self.folder)).eval()
+        self.model = create_model(config["model_id"], pretrained=str(self.folder)).eval()
         self.names = json.loads((self.folder / "inputs.json").read_text())
 
     def predict(self, model_input: Any) -> Any:
@@ -67,22 +70,23 @@ class ZooPythonModel:
             arrays = [np.asarray(model_input)]
         tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
         tensors = [t.float() if t.dtype == torch.float64 else t for t in tensors]
+        if isinstance(self.model, ChecksInput) and len(tensors) == 1:  # a served model answers with the shape it takes
+            self.model.check_input(tensors[0])
         with torch.no_grad():
             return _to_numpy(self.model(*tensors))
 
 
 def example_batch(model: torch.nn.Module, model_id: str, data_hparams: dict[str, Any] | None) -> tuple[Any, list[str]]:
     """A random input batch for the signature and input example, and the names of the inputs."""
-    from zoo.export import example_inputs
-
-    specs, _ = example_inputs(model, model_id, {"datamodule_hyper_parameters": data_hparams or {}})
+    specs, _ = example_inputs(model, model_id, data_hparams)
     generator = torch.Generator().manual_seed(0)
     arrays = {s.name: s.sample(EXAMPLE_BATCH, generator).numpy() for s in specs}
     names = [s.name for s in specs]
     return (arrays[names[0]] if len(names) == 1 else arrays), names
 
 
-def save_pyfunc(folder: Path, destination: Path, data_hparams: dict[str, Any] | None = None) -> Path:
+def save_pyfunc(folder: Path, destination: Path, data_hparams: dict[str, Any] | None = None,
+                model: torch.nn.Module | None = None) -> Path:
     """Write an MLflow pyfunc model in ``destination`` from a ``save_pretrained`` ``folder``.
 
     Returns ``destination``; its files are what :meth:`ZooMLFlowLogger.log_model_folder` uploads.
@@ -90,10 +94,11 @@ def save_pyfunc(folder: Path, destination: Path, data_hparams: dict[str, Any] | 
     import mlflow
     from mlflow.models import infer_signature
 
-    import zoo
+    from zoo.factory import create_model
 
     config = json.loads((folder / "config.json").read_text())
-    model = zoo.create_model(config["model_id"], pretrained=str(folder)).eval()
+    if model is None:  # the folder's model, when the caller does not hold it already
+        model = create_model(config["model_id"], pretrained=str(folder)).eval()
     example, names = example_batch(model, config["model_id"], data_hparams)
     runner = ZooPythonModel(folder)
     runner.model, runner.names = model, names

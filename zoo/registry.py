@@ -7,7 +7,8 @@ A model file registers each configuration with :func:`register_model`::
 
 Every domain, built-in (``zoo.vision``, ``zoo.tabular``, ...) or third-party, is found through the ``zoo.models``
 entry-point group (each entry point names a module that registers on import), the first time the registry is
-queried. A card's ``task`` must name a task kind registered in ``zoo.tasks`` (checked at registration).
+queried. A card's ``task`` names a task kind of ``zoo.tasks``; it is checked where the task class is looked up
+(``zoo.tasks.task_class_of``), so that listing and building models never imports the training side.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # torch is not imported to list or describe models
     from torch import nn
 
-from zoo.errors import DuplicateModelError, UnknownModelError, UnknownTaskError
+from zoo.errors import DuplicateModelError, UnknownModelError
 
 ENTRY_POINT_GROUP = "zoo.models"
 
@@ -249,12 +250,6 @@ def register_model(
         raise ValueError(f"model id {model_id!r} must look like 'domain/name' (lower case, digits, '_' and '.')")
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        from zoo.tasks.registry import task_kinds
-
-        kinds = task_kinds()
-        if card.task not in kinds:
-            raise UnknownTaskError(f"{model_id}: the card's task {card.task!r} is not a registered task kind; "
-                                   f"known kinds: {', '.join(sorted(kinds))}")
         if model_id in _REGISTRY:
             raise DuplicateModelError(
                 f"model id {model_id!r} registered twice: by {_REGISTRY[model_id].factory.__module__} "
@@ -276,19 +271,35 @@ def import_submodules(package: str) -> None:
             importlib.import_module(f"{package}.{module.name}")
 
 
-def _discover() -> None:
+_LOADED_DOMAINS: set[str] = set()
+
+
+def _load(entry_point: metadata.EntryPoint) -> None:
+    if entry_point.name in _LOADED_DOMAINS:
+        return
+    _LOADED_DOMAINS.add(entry_point.name)
+    try:
+        entry_point.load()
+    except Exception as err:  # a broken plugin must not take the built-in models down with it
+        if entry_point.value.startswith("zoo."):
+            raise
+        warnings.warn(f"could not load zoo models from {entry_point.value!r}: {err}", stacklevel=2)
+
+
+def _discover(domain: str | None = None) -> None:
+    """Import the model files of ``domain`` (the entry point of that name, e.g. "vision"), or of every domain when
+    None or when no entry point has that name: building one model imports only its own domain."""
     global _DISCOVERED
     if _DISCOVERED:
         return
+    entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    named = [ep for ep in entry_points if ep.name == domain]
+    if domain is not None and named:
+        _load(named[0])
+        return
     _DISCOVERED = True
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        builtin = entry_point.value.startswith("zoo.")
-        try:
-            entry_point.load()
-        except Exception as err:  # a broken plugin must not take the built-in models down with it
-            if builtin:
-                raise
-            warnings.warn(f"could not load zoo models from {entry_point.value!r}: {err}", stacklevel=2)
+    for entry_point in entry_points:
+        _load(entry_point)
 
 
 def _natural_key(text: str) -> list[Any]:
@@ -306,7 +317,10 @@ def list_models(pattern: str = "*", exclude: str | None = None) -> list[str]:
 
 def get_entry(model_id: str) -> ModelEntry:
     """The registry entry of ``model_id``; an unknown id raises with the closest registered ids."""
-    _discover()
+    if model_id not in _REGISTRY:
+        _discover(model_id.partition("/")[0])
+    if model_id not in _REGISTRY:
+        _discover()
     if model_id in _REGISTRY:
         return _REGISTRY[model_id]
     raise unknown_model(model_id, list(_REGISTRY))

@@ -20,12 +20,15 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from typing_extensions import override
 
+from zoo.checkpointing import AtomicCheckpointIO, ZooCheckpoint, checkpoint_interval, run_checkpoints
+from zoo.checkpoints import TrainedCheckpoint
+from zoo.class_paths import import_class
 from zoo.errors import ZooError
-from zoo.faults import FaultTolerance
+from zoo.interruption import FaultTolerance
 from zoo.registry import get_card
-from zoo.tasks.base import ZooTask, import_class
-from zoo.tasks.registry import get_task_class
-from zoo.tracking import RunArtifacts, ZooCheckpoint, ZooMLFlowLogger, ZooSaveConfig, mlflow_logger, run_checkpoints
+from zoo.run_artifacts import RunArtifacts
+from zoo.tasks.base import ZooTask
+from zoo.tracking import ZooMLFlowLogger, ZooSaveConfig, mlflow_logger
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -106,6 +109,8 @@ def quiet_logs() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*configured with multiple `ModelCheckpoint` callbacks.*")
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    # the `zoo` command hands LightningCLI its own flags (``args``); sys.argv holds zoo's, not a second set
+    warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended to run from within.*")
 
     class _DropTip(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
@@ -116,21 +121,12 @@ def quiet_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _hide_version_number(trainer: L.Trainer) -> None:
-    """The progress bar's ``v_num`` is the last digits of the MLflow run id: noise beside the metrics."""
-    bar = trainer.progress_bar_callback
-    if bar is not None:
-        metrics = bar.get_metrics
-        bar.get_metrics = lambda *args, **kwargs: {k: v for k, v in metrics(*args, **kwargs).items() if k != "v_num"}
-
-
 class ZooCLI(LightningCLI):
     """LightningCLI whose model is a zoo task, with data attributes linked into the task's arguments."""
 
-    def __init__(self, task_class: type[ZooTask], args: list[str], extra_callbacks: list[Any] = (),
-                 run: bool = True):
+    def __init__(self, task_class: type[ZooTask], args: list[str], program: str = "zoo train",
+                 extra_callbacks: list[Any] = (), run: bool = True):
         self.task_class = task_class
-        self.command_line = list(args)
         super().__init__(
             model_class=task_class, datamodule_class=L.LightningDataModule, subclass_mode_model=False,
             subclass_mode_data=True, save_config_callback=ZooSaveConfig, auto_configure_optimizers=False,
@@ -141,6 +137,7 @@ class ZooCLI(LightningCLI):
                               LearningRateMonitor(logging_interval="step"), RunArtifacts(), RunSummary(), EpochLines(),
                               FaultTolerance(),
                               *extra_callbacks],
+                "plugins": [AtomicCheckpointIO(checkpoint_interval())],
                 "enable_autolog_hparams": False,
                 "enable_model_summary": False,  # RunSummary says it in one line ("Total FLOPs: 0" was wrong)
                 # torch's deterministic kernels where it has them; "warn" names each op that has none (some CUDA
@@ -149,7 +146,7 @@ class ZooCLI(LightningCLI):
             },
             seed_everything_default=0, args=args, run=run,
             # no abbreviations: `--trainer.max_epoch 1` must not silently become `--trainer.max_epochs`
-            parser_kwargs={"allow_abbrev": False, "exit_on_error": False},
+            parser_kwargs={"prog": program, "allow_abbrev": False, "exit_on_error": False},
         )
 
     @override
@@ -161,7 +158,7 @@ class ZooCLI(LightningCLI):
 
     @override
     def before_instantiate_classes(self) -> None:
-        for line in adopt_weight_preprocessing(self.config, self.command_line):
+        for line in resolve_data_preprocessing(self.config):
             print(line, flush=True)
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -171,38 +168,45 @@ class ZooCLI(LightningCLI):
             parser.link_arguments(f"data.{data_attribute}", f"model.{task_argument}", apply_on="instantiate")
 
 
-def adopt_weight_preprocessing(config: Any, command_line: list[str]) -> list[str]:
-    """Fine-tuning from a weight set whose card gives its preprocessing: set the data module's arguments named in
-    its ``PREPROCESSING_FIELDS`` (mean, std, input size, interpolation, crop) to the weights' values, in
-    ``config`` before the classes are built, except those the command line sets (``--data.<name>``). Returns
-    the line that says what changed (none when nothing did)."""
+def resolve_data_preprocessing(config: Any) -> list[str]:
+    """Fill the data module's preprocessing arguments that the config leaves at None (those its class names in
+    ``PREPROCESSING_FIELDS``: mean, std, input size, interpolation, crop), as timm's ``resolve_data_config``: from
+    the weight set being fine-tuned from, when its card gives its preprocessing; else a user's own image folder
+    (``root``) is seen at the card's input size. A value the recipe, a config or the command line gives is kept.
+    Returns the lines that say what was filled (none when nothing was)."""
     model, data = config.get("model"), config.get("data")
-    source = model.get("pretrained") if model is not None else None
-    if not source or data is None or not data.get("class_path"):
+    if model is None or data is None or not data.get("class_path") or not model.get("model"):
         return []
-    weights = get_card(model.get("model")).weights_of(str(source))
     fields = getattr(import_class(data.class_path), "PREPROCESSING_FIELDS", None)
-    if weights is None or weights.preprocessing is None or not fields:
+    if not fields:
         return []
-    given = {m.group(1) for flag in command_line if (m := re.match(r"--data\.(?:init_args\.)?(\w+)", flag))}
+    card = get_card(model.get("model"))
+    source = model.get("pretrained")
+    weights = card.weights_of(str(source)) if source else None
+    init_args = data.init_args
+    if weights is not None and weights.preprocessing is not None:
+        chosen = {argument: getattr(weights.preprocessing, name) for name, argument in fields.items()}
+        why = f"as the {weights.name!r} weights were trained"
+    elif init_args.get("root") and len(card.input_shape) == 3:
+        chosen = {fields["input_size"]: card.input_shape[-1]}
+        why = "for your own images at the model card's input size"
+    else:
+        return []
     changed = []
-    for name, argument in fields.items():
-        value = getattr(weights.preprocessing, name)
-        current = data.init_args.get(argument)
-        if argument in given or (tuple(current) if isinstance(current, list) else current) == value:
-            continue
-        data.init_args[argument] = value
-        changed.append(f"{argument} {list(value) if isinstance(value, tuple) else value}")
+    for argument, value in chosen.items():
+        if init_args.get(argument) is None and value is not None:
+            init_args[argument] = value
+            changed.append(f"{argument} {list(value) if isinstance(value, tuple) else value}")
     if not changed:
         return []
-    return [f"data prepared as the {weights.name!r} weights were trained: {', '.join(changed)} "
-            "(a --data.<name> flag keeps your value)"]
+    return [f"data prepared {why}: {', '.join(changed)} (a --data.<name> flag keeps your value)"]
 
 
 def _known_flags(parser, args: list[str]) -> list[str]:
-    """Every flag the parser knows, plus ``--data.X`` / ``--optimizer.X`` / ``--lr_scheduler.X`` of the classes
-    the recipe configs name (subclass arguments are not parser actions until a class is chosen)."""
-    flags = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    """Every flag the parser knows (its defaults name them all), plus ``--data.X`` / ``--optimizer.X`` /
+    ``--lr_scheduler.X`` of the classes the recipe configs name (subclass arguments are not parser options until
+    a class is chosen)."""
+    flags = [f"--{key}" for key in parser.get_defaults().keys()]  # noqa: SIM118 (nested keys, dotted)
     for flag, value in itertools.pairwise(args):
         if flag != "--config" or not Path(value).is_file():
             continue
@@ -287,35 +291,34 @@ def check_training_length(trainer: L.Trainer) -> None:
         raise ZooError(f"--trainer.max_steps must be at least 1 (or -1 for no limit), got {steps}")
 
 
-def run_lightning(command: str, task_kind: str, args: list[str], ckpt_path: str | None = None,
-                  predictions: str | None = None) -> int:
+def run_lightning(command: str, task_class: type[ZooTask], args: list[str], resume_from: str | None = None,
+                  checkpoint: TrainedCheckpoint | None = None, predictions: str | None = None) -> int:
     """Build the task, data and trainer from ``args`` (LightningCLI flags) and run ``command``.
 
     Args:
         command: "train", "validate", "test" or "predict".
-        task_kind: the model card's task, which picks the task class.
-        ckpt_path: checkpoint to resume training from, or to evaluate.
+        task_class: the task that trains the model (from its card's task kind).
+        resume_from: a checkpoint file training continues from.
+        checkpoint: the checkpoint evaluated or predicted with (already read, see :mod:`zoo.checkpoints`).
     """
-    task_class = get_task_class(task_kind)
     extra = [PredictionWriter(predictions or task_class.prediction_output)] if command == "predict" else []
     torch.set_float32_matmul_precision("high")
     quiet_logs()
-    argv, sys.argv = sys.argv, [f"zoo {command}"]  # LightningCLI takes its program name from sys.argv
-    try:
-        cli = ZooCLI(task_class, args, extra_callbacks=extra, run=False)
-    finally:
-        sys.argv = argv
+    cli = ZooCLI(task_class, args, program=f"zoo {command}", extra_callbacks=extra, run=False)
     trainer, task, datamodule = cli.trainer, cli.model, cli.datamodule
-    _hide_version_number(trainer)
     if command == "train":
         check_training_length(trainer)
     if command != "train":
+        ckpt_path = None
+        if checkpoint is not None:  # Lightning restores task and data from it as from a file, without a 2nd read
+            trainer.strategy.checkpoint_io.add_read(checkpoint.path, checkpoint.content)
+            ckpt_path = str(checkpoint.path)
         getattr(trainer, command)(task, datamodule=datamodule, ckpt_path=ckpt_path)
         return 0
     logger = mlflow_logger(trainer)
     if trainer.world_size > 1 and logger is not None:
         _ = logger.run_id  # the run exists before ddp_spawn copies the logger: every process logs into it
-    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)  # no pickled code runs
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)  # no pickled code runs
     if trainer.interrupted:
         return 1
     checkpoints = run_checkpoints(trainer)  # read now: testing the best checkpoint restores its older state

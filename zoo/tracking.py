@@ -1,4 +1,6 @@
-"""MLflow defaults for every zoo run, and the fixes Lightning's MLflow pieces need with MLflow 3.
+"""The MLflow logger of every zoo run: defaults, run tags, the resolved config, and the fixes Lightning's MLflow
+pieces need with MLflow 3. (Writes kept while a server is away: :mod:`zoo.offline_queue`; the logged model:
+:mod:`zoo.logged_model`; checkpoints, the data set and failures: :mod:`zoo.run_artifacts`.)
 
 - The default store is embedded: ``sqlite:///<absolute cwd>/mlflow.db`` with artifacts in ``<cwd>/mlruns``
   (Lightning's own default, a ``file:`` store, fails in MLflow >= 3.13). ``MLFLOW_TRACKING_URI`` points elsewhere.
@@ -17,22 +19,22 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
 
-from zoo.errors import RunStoppedError, ZooError
-from zoo.faults import flush_checkpoints
+from zoo.errors import ZooError
+from zoo.logged_model import log_model_to
+from zoo.offline_queue import BufferedClient, server_answers
 from zoo.store import default_tracking_uri, local_path, prepare_store
 
 MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
@@ -49,8 +51,6 @@ SPLITS = ("train", "val", "test")
 LIGHTNING_STATUS = {"success": "FINISHED", "finished": "FINISHED", "failed": "FAILED"}  # as MLFlowLogger maps them
 
 
-SERVER_RETRY_INTERVAL_S = 30.0  # while the server is away, one attempt to reach it per this many seconds
-UNLOGGED_FILE = "unlogged.json"
 # MLflow retries a failed request for minutes by default; a run whose server went away keeps training instead
 HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
@@ -69,169 +69,6 @@ def once_more_on_clash(call: Any) -> Any:
         if err.error_code not in (ErrorCode.Name(RESOURCE_ALREADY_EXISTS), ErrorCode.Name(BAD_REQUEST)):
             raise
         return call()
-
-
-def _server_answers(uri: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=3):
-            return True
-    except OSError:
-        return False
-
-
-class BufferedClient:
-    """An MlflowClient whose writes to a tracking server that went away are kept instead of raising.
-
-    Writes (``log_batch``, ``set_tag``, ``log_text``, ``log_figure``, ``log_artifact``, ``set_terminated``) that
-    fail while the server's ``/health`` page does not answer are appended, in order, to a local queue: figures and
-    texts are written as files under ``<folder>/files``. The queue is retried (oldest first) at most once every
-    :data:`SERVER_RETRY_INTERVAL_S` seconds on the next write, and what is left at the end of the run is written to
-    ``<folder>/unlogged.json`` for :func:`replay`. Reads pass through unchanged. Only used for ``http(s)`` stores.
-    """
-
-    def __init__(self, client: Any, uri: str, folder: Path):
-        self._client, self._uri, self.folder = client, uri, folder
-        self.queue: list[dict[str, Any]] = []
-        self._last_failure = 0.0
-        self.warned = False
-        self.buffered_values = 0  # metric values queued, in total
-        self.replayed_values = 0  # of which logged later, during the run
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_client":  # not set yet (copy, pickle): no recursion
-            raise AttributeError(name)
-        return getattr(self._client, name)
-
-    def _file(self, name: str) -> Path:
-        path = self.folder / "files" / f"{len(self.queue):05d}" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def _apply(self, entry: dict[str, Any]) -> None:
-        _apply_entry(self._client, entry)
-
-    def _write(self, entry: dict[str, Any]) -> None:
-        import time
-
-        if self.queue:
-            if time.monotonic() - self._last_failure < SERVER_RETRY_INTERVAL_S:
-                self._enqueue(entry)
-                return
-            self.flush()
-            if self.queue:
-                self._enqueue(entry)
-                return
-        try:
-            self._apply(entry)
-        except Exception:
-            if _server_answers(self._uri):
-                raise  # the server is there: a real error, not an outage
-            self._last_failure = time.monotonic()
-            self._enqueue(entry)
-            if not self.warned:
-                self.warned = True
-                print(f"zoo: the MLflow tracking server {self._uri} does not answer; training goes on, what cannot "
-                      f"be logged is kept in {self.folder} and retried every {SERVER_RETRY_INTERVAL_S:.0f} s",
-                      file=sys.stderr, flush=True)
-
-    def _enqueue(self, entry: dict[str, Any]) -> None:
-        self.queue.append(entry)
-        self.buffered_values += len(entry.get("metrics", ()))
-
-    def flush(self) -> bool:
-        """Log the queue, oldest first; stop at the first failure. Returns whether the queue is empty."""
-        import time
-
-        while self.queue:
-            try:
-                self._apply(self.queue[0])
-            except Exception:
-                self._last_failure = time.monotonic()
-                return False
-            self.replayed_values += len(self.queue.pop(0).get("metrics", ()))
-        return True
-
-    def save(self) -> Path:
-        """Write the queue to ``<folder>/unlogged.json`` (see :func:`replay`)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / UNLOGGED_FILE
-        path.write_text(json.dumps({"tracking_uri": self._uri, "entries": self.queue}, indent=1) + "\n")
-        return path
-
-    # --- the writes a zoo run makes ---------------------------------------------------------------------------
-    def log_batch(self, run_id: str, metrics=(), params=(), tags=(), **_: Any) -> None:
-        self._write({"kind": "batch", "run_id": run_id,
-                     "metrics": [[m.key, m.value, m.timestamp, m.step] for m in metrics],
-                     "params": [[p.key, p.value] for p in params], "tags": [[t.key, t.value] for t in tags]})
-
-    def set_tag(self, run_id: str, key: str, value: Any, **_: Any) -> None:
-        self._write({"kind": "batch", "run_id": run_id, "tags": [[key, str(value)]]})
-
-    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
-        path = self._file(Path(artifact_file).name)
-        path.write_text(text)
-        self._write({"kind": "artifact", "run_id": run_id, "path": str(path),
-                     "artifact_path": str(Path(artifact_file).parent) if "/" in artifact_file else None})
-
-    def log_figure(self, run_id: str, figure: Any, artifact_file: str, **_: Any) -> None:
-        path = self._file(Path(artifact_file).name)
-        figure.savefig(path)
-        self._write({"kind": "artifact", "run_id": run_id, "path": str(path),
-                     "artifact_path": str(Path(artifact_file).parent) if "/" in artifact_file else None})
-
-    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
-        self._write({"kind": "artifact", "run_id": run_id, "path": str(Path(local_path).resolve()),
-                     "artifact_path": artifact_path})
-
-    def set_terminated(self, run_id: str, status: str | None = None, end_time: int | None = None) -> None:
-        self._write({"kind": "terminate", "run_id": run_id, "status": status, "end_time": end_time})
-
-
-def _apply_entry(client: Any, entry: dict[str, Any]) -> None:
-    from mlflow.entities import Metric, Param, RunTag
-
-    kind, run_id = entry["kind"], entry["run_id"]
-    if kind == "batch":
-        client.log_batch(run_id, metrics=[Metric(*m) for m in entry.get("metrics", ())],
-                         params=[Param(*p) for p in entry.get("params", ())],
-                         tags=[RunTag(*t) for t in entry.get("tags", ())])
-    elif kind == "artifact":
-        client.log_artifact(run_id, entry["path"], entry.get("artifact_path"))
-    elif kind == "terminate":
-        client.set_terminated(run_id, entry.get("status"), entry.get("end_time"))
-    elif kind == "model":
-        uri = log_model_to(client, entry["experiment_id"], run_id, Path(entry["folder"]), entry["name"],
-                           entry["tags"], entry.get("data_hparams"), entry.get("register_as"), entry["tracking_uri"])
-        print(f"logged model {uri}")
-    else:
-        raise ZooError(f"unknown entry kind {kind!r} in an unlogged-run file")
-
-
-def replay(path: str | Path, tracking_uri: str | None = None) -> int:
-    """Log what a run could not log while its tracking server was away (``<run folder>/unlogged.json``).
-
-    Returns the number of entries logged; the file is renamed ``*.done`` when all went through.
-    """
-    from mlflow import MlflowClient
-
-    path = Path(path)
-    if not path.is_file():
-        raise ZooError(f"no unlogged-run file {path}")
-    content = json.loads(path.read_text())
-    uri = tracking_uri or content["tracking_uri"]
-    client = MlflowClient(uri)
-    entries = content["entries"]
-    for done, entry in enumerate(entries):
-        try:
-            _apply_entry(client, entry)
-        except Exception as err:
-            path.write_text(json.dumps({**content, "entries": entries[done:]}, indent=1) + "\n")
-            raise ZooError(f"could not log entry {done + 1} of {len(entries)} to {uri} ({type(err).__name__}); "
-                           f"the rest stays in {path}") from None
-    path.rename(path.with_suffix(".json.done"))
-    return len(entries)
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -341,9 +178,9 @@ class ZooMLFlowLogger(MLFlowLogger):
     def _mark_training_experiment(self, client) -> None:
         """Tag the experiment as model training (MLflow 3's UI opens untagged ones in the GenAI workspace);
         an experiment a person already gave a kind keeps it."""
-        experiment = client.get_experiment(self._experiment_id)
+        experiment = client.get_experiment(self.experiment_id)
         if EXPERIMENT_KIND_TAG not in experiment.tags:
-            once_more_on_clash(lambda: client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG,
+            once_more_on_clash(lambda: client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG,
                                                                  EXPERIMENT_KIND_TRAINING))
 
     @rank_zero_only
@@ -372,7 +209,6 @@ class ZooMLFlowLogger(MLFlowLogger):
         """Record the data module as the run's input: name, source, a digest of what selects the data (its
         class and settings) and the split sizes, so the run page lists it under "Datasets"."""
         import hashlib
-        import json
 
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
@@ -410,7 +246,13 @@ class ZooMLFlowLogger(MLFlowLogger):
         return local_path(self._artifact_uri)
 
     @property
-    def checkpoint_dir(self) -> Path:
+    @override
+    def version(self) -> str:
+        """No version number: a zoo run is named by its MLflow run id (``run_id``), and Lightning's progress bar
+        would show the id's last digits as ``v_num`` beside the metrics."""
+        return ""
+
+    def checkpoint_folder(self) -> Path:
         """Where this run's checkpoints go: inside the run's artifacts when they are local."""
         artifacts = self.artifact_dir
         if artifacts is not None:
@@ -476,6 +318,15 @@ class ZooMLFlowLogger(MLFlowLogger):
                   f"artifacts and the final status) are kept in {path}; once the server is up, log them with:\n"
                   f"  python -m zoo.tracking replay {path}", file=sys.stderr, flush=True)
 
+    def mark_stopped(self, reason: str) -> str | None:
+        """The run was stopped by a signal: it ends KILLED, tagged ``zoo.stopped`` with ``reason``; returns its id
+        (None when it never started)."""
+        if not self.started:
+            return None
+        self.final_status = "KILLED"
+        self.set_tags({"zoo.stopped": reason})
+        return self.run_id
+
     @rank_zero_only
     def log_text(self, text: str, artifact_file: str) -> None:
         self.experiment.log_text(self.run_id, text, artifact_file)
@@ -495,7 +346,7 @@ class ZooMLFlowLogger(MLFlowLogger):
 
     @rank_zero_only
     def log_model_folder(self, folder: Path, name: str, tags: Mapping[str, str],
-                         data_hparams: Mapping[str, Any] | None = None) -> str | None:
+                         data_hparams: Mapping[str, Any] | None = None, model: Any = None) -> str | None:
         """Record a ``save_pretrained`` folder as an MLflow pyfunc model (a LoggedModel, the run's output);
         returns ``models:/<id>``, or None when the tracking server is away (the folder is then kept with the
         run's unlogged updates, see :func:`replay`).
@@ -518,9 +369,9 @@ class ZooMLFlowLogger(MLFlowLogger):
         else:
             try:
                 return log_model_to(raw, self.experiment_id, self.run_id, folder, name, tags, data_hparams,
-                                    self.register_as, self.tracking_uri)
+                                    self.register_as, self.tracking_uri, model)
             except Exception:
-                if buffered is None or _server_answers(self.tracking_uri):
+                if buffered is None or server_answers(self.tracking_uri):
                     raise
         kept = buffered.folder / "model"
         shutil.copytree(folder, kept, dirs_exist_ok=True)
@@ -528,82 +379,8 @@ class ZooMLFlowLogger(MLFlowLogger):
         return None
 
 
-def log_model_to(client: Any, experiment_id: str, run_id: str, folder: Path, name: str, tags: Mapping[str, str],
-                 data_hparams: Mapping[str, Any] | None, register_as: str | None, tracking_uri: str) -> str:
-    """Log ``folder`` (``save_pretrained``) as a pyfunc LoggedModel that is ``run_id``'s output; ``models:/<id>``."""
-    from mlflow.entities import LoggedModelOutput
-
-    from zoo.pyfunc import save_pyfunc
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            content, model_type = save_pyfunc(folder, Path(tmp) / "model", dict(data_hparams or {})), "pyfunc"
-        except Exception as err:  # the trained weights are logged all the same: a finished run never fails here
-            warnings.warn(f"the logged model of run {run_id} is a zoo folder only (zoo.create_model loads it), not "
-                          f"an MLflow pyfunc: {type(err).__name__}: {err}", stacklevel=2)
-            content, model_type = folder, "zoo"
-        logged = client.create_logged_model(experiment_id=experiment_id, name=name, source_run_id=run_id,
-                                            tags=dict(tags), model_type=model_type)
-        client.log_model_artifacts(logged.model_id, str(content))
-    client.finalize_logged_model(logged.model_id, "READY")
-    # Without the output link the run page shows "Logged models: -" (source_run_id alone does not list it).
-    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
-    uri = f"models:/{logged.model_id}"
-    if register_as:
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.register_model(uri, register_as)
-    return uri
-
-
 def mlflow_logger(trainer: Trainer) -> ZooMLFlowLogger | None:
     return next((lg for lg in trainer.loggers if isinstance(lg, ZooMLFlowLogger)), None)
-
-
-def run_checkpoints(trainer: Trainer) -> dict[str, str]:
-    """Paths of the run's "best" and "last" checkpoints (empty strings before they are written)."""
-    paths = {c.kind: c.path for c in trainer.callbacks if isinstance(c, ZooCheckpoint)}
-    if paths.get("best"):  # a spawned DDP job hands back only the first checkpoint's path: the others sit beside it
-        for kind, path in paths.items():
-            beside = Path(paths["best"]).with_name(f"{kind}.ckpt")
-            if not path and beside.is_file():
-                paths[kind] = str(beside)
-    return paths
-
-
-class ZooCheckpoint(ModelCheckpoint):
-    """One of a run's two checkpoints, written into the MLflow run's checkpoint folder.
-
-    Args:
-        kind: "best": the weights of the epoch with the best value of the task's monitored metric (no optimiser
-            state: it is for evaluation and prediction, and a third of the size with Adam); "last": the full
-            training state after the latest epoch, which ``zoo train --resume`` continues from.
-    """
-
-    def __init__(self, kind: Literal["best", "last"] = "best", dirpath: str | None = None):
-        super().__init__(dirpath=dirpath, filename=kind, save_top_k=1, save_weights_only=kind == "best",
-                         auto_insert_metric_name=False, enable_version_counter=False)
-        self.kind = kind
-
-    @property
-    def state_key(self) -> str:
-        return f"ZooCheckpoint[{self.kind}]"
-
-    @property
-    def path(self) -> str:
-        """The checkpoint file written last ("" before the first)."""
-        return self.best_model_path
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        monitor, mode = getattr(pl_module, "monitor", None), getattr(pl_module, "monitor_mode", "min")
-        if self.kind == "best" and monitor and self.monitor is None:
-            self.monitor, self.mode = monitor, mode
-            self.kth_value = torch.tensor(torch.inf if mode == "min" else -torch.inf)
-        logger = mlflow_logger(trainer)
-        if self.dirpath is None and logger is not None:  # the run exists on rank 0 only: its folder is sent
-            self.dirpath = trainer.strategy.broadcast(str(logger.checkpoint_dir) if trainer.is_global_zero else None)
-        super().setup(trainer, pl_module, stage)
 
 
 class ZooSaveConfig(SaveConfigCallback):
@@ -625,47 +402,10 @@ class ZooSaveConfig(SaveConfigCallback):
         logger.set_tags(run_tags(model_id))
 
 
-class RunArtifacts(Callback):
-    """Upload checkpoints when the artifact store is remote, log the best weights as an MLflow model, and record
-    why a run failed; record the data set as the run's input and sample system metrics while it trains."""
-
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        logger = mlflow_logger(trainer)
-        if logger is None or trainer.global_rank != 0:
-            return
-        datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is not None and not logger.resumed:  # a resumed run already lists its input
-            logger.log_dataset(datamodule)
-        logger.start_system_metrics()
-
-    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        flush_checkpoints(trainer)  # the files are read and uploaded next
-        logger = mlflow_logger(trainer)
-        checkpoints = run_checkpoints(trainer)
-        if logger is None or trainer.global_rank != 0 or not checkpoints:
-            return
-        if logger.artifact_dir is None:
-            for path in checkpoints.values():
-                if path:
-                    logger.log_artifact(path, CHECKPOINT_ARTIFACT_DIR)
-        best = checkpoints.get("best") or checkpoints.get("last")
-        if best and hasattr(pl_module, "export_pretrained"):
-            with tempfile.TemporaryDirectory() as tmp:
-                folder = pl_module.export_pretrained(best, Path(tmp) / "model")
-                model_id = pl_module.model_id
-                datamodule = getattr(trainer, "datamodule", None)
-                pl_module.logged_model_uri = logger.log_model_folder(
-                    folder, model_id.rpartition("/")[2], {"zoo.model_id": model_id},
-                    dict(getattr(datamodule, "hparams", {}) or {}))
-
-    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        logger = mlflow_logger(trainer)
-        if logger is not None and logger.started and not isinstance(exception, RunStoppedError):
-            logger.set_tags({"zoo.failure": f"{type(exception).__name__}: {exception}"[:MAX_PARAM_LENGTH]})
-
-
 if __name__ == "__main__":  # python -m zoo.tracking replay FILE [--tracking-uri URI]
     import argparse
+
+    from zoo.offline_queue import replay
 
     parser = argparse.ArgumentParser(prog="python -m zoo.tracking")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from timm.optim import Lamb, Lars
 
-from zoo.hub import read_weights
 from zoo.tasks.classification import ClassificationTask
 from zoo.tasks.schedules import WarmupCosineLR
+from zoo.weights import read_weights
 
 
 class _FakeTrainer:

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from zoo.vision.halonet import TIMM_EQUIVALENT_KWARGS, TIMM_EQUIVALENTS, HaloNet
 
 import zoo
-from zoo import hub
+import zoo.weights
 from zoo.errors import InputShapeError
 from zoo.profile import count_macs, count_parameters
 from zoo.registry import get_card
@@ -99,7 +99,7 @@ def test_timm_weight_set_points_at_hugging_face_and_loads_through_the_hub(monkey
     reference = _randomised_timm_model("halonet26t")
     save_file(dict(reference.state_dict()), tmp_path / "model.safetensors")
     requested = []
-    monkeypatch.setattr(hub, "download", lambda url, sha256=None, **_: requested.append(url) or
+    monkeypatch.setattr(zoo.weights, "download", lambda url, sha256=None, **_: requested.append(url) or
                         tmp_path / "model.safetensors")
     model = zoo.create_model("vision/halonet26t", pretrained="timm", num_classes=10).eval()
     assert requested == [weights.url]

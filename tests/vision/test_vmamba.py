@@ -11,7 +11,7 @@ import torch
 from zoo.vision import vmamba
 
 import zoo
-from zoo import hub
+import zoo.weights
 from zoo.blocks import selective_scan as ss
 from zoo.errors import InputShapeError
 from zoo.profile import count_macs, count_parameters
@@ -136,7 +136,7 @@ def test_ema_weight_set_loads_the_files_ema_entry(tmp_path, fake_yacs, monkeypat
     path = _swin_style_checkpoint(tmp_path / "vssmsmall_dp03_ckpt_epoch_238.pth", trained.state_dict(), fake_yacs,
                                   ema.state_dict())
     requested = []
-    monkeypatch.setattr(hub, "download", lambda url, sha256=None, **_: requested.append(url) or path)
+    monkeypatch.setattr(zoo.weights, "download", lambda url, sha256=None, **_: requested.append(url) or path)
     for name, expected in (("official_in1k", trained), ("official_in1k_ema", ema)):
         model = zoo.create_model("vision/vmamba_small", pretrained=name, **TINY)
         torch.testing.assert_close(model.state_dict(), expected.state_dict())

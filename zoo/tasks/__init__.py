@@ -2,6 +2,6 @@
 registered model of that kind by id. Every module of this package is imported when the kinds are first asked for.
 """
 
-from zoo.tasks.registry import get_task_class, register_task, task_kinds
+from zoo.tasks.registry import get_task_class, register_task, task_class_of, task_kinds
 
-__all__ = ["get_task_class", "register_task", "task_kinds"]
+__all__ = ["get_task_class", "register_task", "task_class_of", "task_kinds"]

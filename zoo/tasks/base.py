@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,21 +34,13 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from typing_extensions import override
 
+from zoo.class_paths import import_class
 from zoo.errors import NonFiniteLossError, ZooError
 from zoo.factory import create_model
-from zoo.hub import save_pretrained
-from zoo.tracking import mlflow_logger
+from zoo.protocols import NoWeightDecay, RunRecorder
 
 DEFAULT_OPTIMIZER = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3, "weight_decay": 0.05}}
 STAGES = ("train", "val", "test")
-
-
-def import_class(class_path: str) -> type:
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"cannot import {class_path!r}: {err}") from err
 
 
 def write_csv(rows: Sequence[dict[str, Any]], output: Path) -> str:
@@ -106,11 +97,10 @@ class ZooTask(L.LightningModule):
     def save_hyperparameters(self, *args: Any, frame: Any = None, **kwargs: Any) -> None:
         """Lightning's, merged: a subclass that calls it with its own signature (``model, ..., **kwargs``) keeps
         the base arguments it did not pass, with their defaults, which the base ``__init__`` saved first."""
-        earlier = dict(self._hparams) if hasattr(self, "_hparams") else {}
+        earlier = dict(self.hparams)
         super().save_hyperparameters(*args, frame=frame or inspect.currentframe().f_back, **kwargs)
         for key, value in earlier.items():
-            self._hparams.setdefault(key, value)
-            self._hparams_initial.setdefault(key, copy.deepcopy(value))
+            self.hparams.setdefault(key, copy.deepcopy(value))
 
     def build_model(self, **arguments: Any) -> nn.Module:
         """Build ``self.model`` from the id, ``pretrained``, ``model_kwargs`` and ``arguments`` (what the data module
@@ -189,9 +179,13 @@ class ZooTask(L.LightningModule):
         raise NotImplementedError(f"{type(self).__name__} does not write predictions")
 
     # --- figures ----------------------------------------------------------------------------------------------
+    def run_recorder(self) -> RunRecorder | None:
+        """The trainer's logger that keeps files with the run (figures, tables), if it has one."""
+        return next((lg for lg in self.trainer.loggers if isinstance(lg, RunRecorder)), None)
+
     def log_figure(self, make_figure: Callable[[], Any], artifact_file: str) -> None:
         """Draw a matplotlib figure and log it to the run's MLflow artifacts (nothing is drawn without MLflow)."""
-        logger = mlflow_logger(self.trainer)
+        logger = self.run_recorder()
         if logger is None or self.trainer.sanity_checking:
             return
         import matplotlib.pyplot as plt
@@ -205,8 +199,7 @@ class ZooTask(L.LightningModule):
         params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         if self.hparams.decay_norm_and_bias:
             return [{"params": [p for _, p in params]}]
-        no_weight_decay = getattr(self.model, "no_weight_decay", None)
-        skip = set(no_weight_decay()) if callable(no_weight_decay) else set()
+        skip = set(self.model.no_weight_decay()) if isinstance(self.model, NoWeightDecay) else set()
         no_decay = [p for n, p in params if p.ndim <= 1 or n in skip]
         decay = [p for n, p in params if not (p.ndim <= 1 or n in skip)]
         return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -258,7 +251,3 @@ class ZooTask(L.LightningModule):
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.load_checkpoint_extras(checkpoint.get("zoo", {}).get("extras") or {})
-
-    def export_pretrained(self, checkpoint_path: str, folder: Path) -> Path:
-        """Write the weights of a checkpoint of this task as a ``zoo.save_pretrained`` folder."""
-        return save_pretrained(create_model(self.model_id, pretrained=checkpoint_path), folder)

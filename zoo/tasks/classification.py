@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from timm.data import Mixup
@@ -17,7 +17,9 @@ from zoo.explain import default_target_layer, explanation_figure, grad_cam, unno
 from zoo.tasks.base import ZooTask, write_csv
 from zoo.tasks.plots import confusion_matrix_figure
 from zoo.tasks.registry import register_task
-from zoo.tracking import mlflow_logger
+
+if TYPE_CHECKING:
+    from zoo.checkpoints import TrainedCheckpoint
 
 PER_CLASS_MAX = 5  # few-class problems (screening: COVIDx, sepsis) report each class's sensitivity and PPV
 
@@ -160,7 +162,7 @@ class ClassificationTask(ZooTask):
         if self._val_confusion_matrix is not None:
             self._log_confusion_matrix(self._val_confusion_matrix, "val")
         count = self.hparams.explain_images
-        if mlflow_logger(self.trainer) is None or not count or not self.trainer.is_global_zero:
+        if self.run_recorder() is None or not count or not self.trainer.is_global_zero:
             return
         datamodule = self.trainer.datamodule
         images, labels = next(iter(datamodule.val_dataloader()))[:2]
@@ -217,8 +219,8 @@ class ClassificationTask(ZooTask):
             self.class_names = list(extras["class_names"])
 
     @classmethod
-    def explain(cls, checkpoint: dict[str, Any], checkpoint_path: str, image: str, target: str | None,
-                layer: str | None, output: Path) -> str:
+    def explain(cls, checkpoint: TrainedCheckpoint, image: str, target: str | None, layer: str | None,
+                output: Path) -> str:
         """Grad-CAM of one image file for a checkpoint of this task, written to ``output`` as a PNG of image |
         overlay, with the checkpoint's own evaluation transform; returns what to print.
 
@@ -230,13 +232,12 @@ class ClassificationTask(ZooTask):
         from zoo.data.images import image_transform, read_image
         from zoo.errors import ZooError
         from zoo.explain import overlay
-        from zoo.factory import create_model
 
-        class_names = (checkpoint["zoo"].get("extras") or {}).get("class_names")
-        data = checkpoint.get("datamodule_hyper_parameters", {})
+        class_names = checkpoint.extras.get("class_names")
+        data = checkpoint.data_hparams
         if not class_names or "image_size" not in data:
-            raise ZooError(f"{checkpoint_path} is not an image classification checkpoint")
-        model = create_model(checkpoint["zoo"]["model"]["model_id"], pretrained=checkpoint_path).eval()
+            raise ZooError(f"{checkpoint.path} is not an image classification checkpoint")
+        model = checkpoint.build_model().eval()
         transform = image_transform(data["image_size"], data.get("augment", "none"), data["mean"], data["std"],
                                     False, interpolation=data.get("interpolation"),
                                     crop_pct=data.get("crop_pct", 0.875))

@@ -42,7 +42,6 @@ from typing_extensions import override
 from zoo.blocks.detection import DetectionLoss, non_max_suppression
 from zoo.tasks.base import ZooTask
 from zoo.tasks.registry import register_task
-from zoo.tracking import mlflow_logger
 
 __all__ = ["DetectionTask", "Detector", "WarmupLinearLR", "detection_metric", "draw_boxes", "per_class_ap"]
 
@@ -311,7 +310,7 @@ class DetectionTask(ZooTask):
         return "\n".join(lines) + "\n"
 
     def _log_per_class(self, stage: str, ap50: np.ndarray, ap: np.ndarray, curves: np.ndarray) -> None:
-        logger = mlflow_logger(self.trainer)
+        logger = self.run_recorder()
         if logger is None:
             return
         logger.log_text(self.per_class_table(ap50, ap), f"tables/{stage}_per_class_ap.csv")

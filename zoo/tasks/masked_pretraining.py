@@ -30,7 +30,6 @@ from typing_extensions import override
 
 from zoo.tasks.base import ZooTask, write_csv
 from zoo.tasks.registry import register_task
-from zoo.tracking import mlflow_logger
 
 Objective = Literal["joint", "discriminative", "generative"]
 ENCODER_ARTIFACT = "pretrained/model.safetensors"
@@ -186,7 +185,7 @@ class MaskedPretrainingTask(ZooTask):
     @override
     def on_fit_end(self) -> None:
         """Log the encoder's weights as a plain state dict, for fine-tuning under another (fine-tuning) model id."""
-        logger = mlflow_logger(self.trainer)
+        logger = self.run_recorder()
         if logger is None or not self.trainer.is_global_zero:
             return
         state = {k: v.detach().contiguous().cpu() for k, v in self.eval_model.state_dict().items()}

@@ -5,7 +5,8 @@
 
 The built-in task modules are every module of the ``zoo.tasks`` package (found, not listed); third-party task
 kinds come through the ``zoo.tasks`` entry-point group (each entry point names a module that registers on import).
-A model card's ``task`` must be one of these kinds; ``zoo train`` takes the task class from the card.
+A model card's ``task`` must be one of these kinds; ``zoo train`` takes the task class from the card
+(:func:`task_class_of`), which is where an unknown kind is reported.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from importlib import metadata
 from typing import Any
 
 from zoo.errors import UnknownTaskError
+from zoo.registry import get_card
 
 ENTRY_POINT_GROUP = "zoo.tasks"
 
@@ -67,4 +69,19 @@ def get_task_class(kind: str) -> Any:
     _discover()
     if kind not in _TASKS:
         raise UnknownTaskError(f"no task trains {kind!r}; known task kinds: {', '.join(sorted(_TASKS))}")
+    return _TASKS[kind]
+
+
+def task_class_of(model_id: str) -> Any:
+    """The task class that trains ``model_id``, from its card's task kind.
+
+    Raises:
+        UnknownModelError: ``model_id`` is not registered (with the closest ids).
+        UnknownTaskError: the card names a kind no task registered, with the known kinds.
+    """
+    kind = get_card(model_id).task
+    _discover()
+    if kind not in _TASKS:
+        raise UnknownTaskError(f"{model_id}: the card's task {kind!r} is not a registered task kind; known kinds: "
+                               f"{', '.join(sorted(_TASKS))}")
     return _TASKS[kind]
