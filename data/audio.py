@@ -43,7 +43,7 @@ import soundfile as sf
 import torch
 import torchaudio
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from zoo.data.base import ZooDataModule, cache_root
 from zoo.data.splits import random_split
 
@@ -495,20 +495,11 @@ class AudioData(ZooDataModule):
         source = (f"embedded spoken words (eSpeak NG synthetic speech) in {self.root}" if self.embedded
                   else f"{self.format} {self.root or self.hparams.train_json}")
         sizes = ", ".join(f"{s} {len(getattr(self, f'{s}_set'))}" for s in ("train", "val", "test")
-                          if hasattr(self, f"{s}_set"))
+                          if getattr(self, f"{s}_set") is not None)
         classes = f"{self.num_classes} classes" if self.num_classes else "unlabelled"
         stats = f", mean {self.mean:.3f} std {self.std:.3f}" if hasattr(self, "mean") else ""
         return (f"data: {source}; {classes}; {sizes}; input {self.hparams.num_frames} frames x "
                 f"{self.hparams.num_mel_bins} mel bins{stats}")
-
-    def train_dataloader(self) -> DataLoader:
-        return self.loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader(self.test_set, shuffle=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -24,7 +24,6 @@ labelled chest X-rays.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -32,8 +31,8 @@ import albumentations as A
 import numpy as np
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
-from torch.utils.data import DataLoader, Sampler
-from zoo.data.base import ZooDataModule, cache_root, seed_worker
+from torch.utils.data import Sampler
+from zoo.data.base import ZooDataModule, cache_root
 from zoo.data.images import FileImages, list_images, scan_image_folder
 from zoo.data.splits import Split, grouped_split
 
@@ -234,23 +233,12 @@ class CovidxData(ZooDataModule):
                 f"{self.hparams.image_size}x{self.hparams.image_size} in [0, 1]; {share}")
 
     # --- loaders --------------------------------------------------------------------------------------------
-    def train_dataloader(self) -> DataLoader:
+    def train_batch_sampler(self) -> BalancedBatchSampler | None:
+        """COVID-Net's balanced batches when ``positive_share`` is set (and there are two classes or more)."""
         share = self.hparams.positive_share
         if not share or self.num_classes < 2:
-            return self.loader(self.train_set, shuffle=True)
-        sampler = BalancedBatchSampler(self.train_positive, self.batch_size, share, self.seed)
-        workers = self.num_workers if self.num_workers is not None else min(4, os.cpu_count() or 1)
-        return DataLoader(self.train_set, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
-                          worker_init_fn=seed_worker if workers > 0 else None)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader(self.test_set, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.loader(self.predict_set, shuffle=False)
+            return None
+        return BalancedBatchSampler(self.train_positive, self.batch_size, share, self.seed)
 
 
 # --- the simulated offline set ---------------------------------------------------------------------------------

@@ -427,6 +427,7 @@ class SepsisData(ZooDataModule):
 
     in_memory = True
     in_features = HOUR_CHANNELS + len(FEATURE_NAMES)
+    collate_fn = staticmethod(pad_patients)
 
     def __init__(self, root: str | None = None, val: float = 0.1, test: float = 0.1, num_patients: int = 1000,
                  batch_size: int = 16, eval_batch_size: int = 64, num_workers: int | None = None, seed: int = 0):
@@ -472,22 +473,10 @@ class SepsisData(ZooDataModule):
         self.septic_counts = {n: int(sum(np.nansum(p["labels"]) > 0 for p in d.patients))
                               for n, d in self.datasets.items()}
 
-    def train_dataloader(self):
-        return self.loader(self.datasets["train"], shuffle=True, collate_fn=pad_patients)
-
-    def val_dataloader(self):
-        return self.loader(self.datasets["val"], shuffle=False, batch_size=self.eval_batch_size,
-                           collate_fn=pad_patients)
-
-    def test_dataloader(self):
-        return self.loader(self.datasets["test"], shuffle=False, batch_size=self.eval_batch_size,
-                           collate_fn=pad_patients)
-
-    def predict_dataloader(self):
-        if "predict" not in self.datasets:
+    def split_dataset(self, split: str) -> PatientDataset:
+        if split == "predict" and "predict" not in self.datasets:
             self.setup("predict")
-        return self.loader(self.datasets["predict"], shuffle=False, batch_size=self.eval_batch_size,
-                           collate_fn=pad_patients)
+        return self.datasets[split]
 
     def describe(self) -> str:
         source = (f"SIMULATED ICU cohort in the PhysioNet 2019 .psv format ({self.num_patients} patients, "

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from zoo.data.base import ZooDataModule
 from zoo.data.splits import random_split
 
@@ -321,7 +321,7 @@ class ImageClassificationData(ZooDataModule):
                   "cifar10": f"CIFAR-10 in {self.root}", "cifar100": f"CIFAR-100 in {self.root}"}.get(
             self.source, f"image folder {self.root}")
         sizes = ", ".join(f"{split} {len(getattr(self, f'{split}_set'))}" for split in ("train", "val", "test")
-                          if hasattr(self, f"{split}_set"))
+                          if getattr(self, f"{split}_set") is not None)
         return (f"data: {source}; {self.num_classes} classes; {sizes}; input {self.hparams.image_size}x"
                 f"{self.hparams.image_size} px, augment {self.hparams.augment}")
 
@@ -418,16 +418,3 @@ class ImageClassificationData(ZooDataModule):
         self.train_set = ArrayImages(train.data[fit], labels[fit], train_tf)
         self.val_set = ArrayImages(train.data[val], labels[val], eval_tf)
         self.test_set = ArrayImages(test.data, np.asarray(test.targets), eval_tf)
-
-    # --- loaders --------------------------------------------------------------------------------------------
-    def train_dataloader(self) -> DataLoader:
-        return self.loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader(self.test_set, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.loader(self.predict_set, shuffle=False)

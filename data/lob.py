@@ -326,6 +326,7 @@ class LOBData(ZooDataModule):
         self.dataset, self.root, self.horizon, self.seq_len, self.features = dataset, root, horizon, seq_len, features
         self.sampling, self.sampling_quantity, self.sampling_seconds = sampling, sampling_quantity, sampling_seconds
         self.simulated_events, self.val, self.test = simulated_events, val, test
+        self.eval_batch_size = batch_size * 4
         self.splits: dict[str, WindowDataset] = {}
 
     # -- sources
@@ -416,14 +417,6 @@ class LOBData(ZooDataModule):
         return (f"{source[self.dataset]}: train/val/test {sizes} windows of {self.seq_len} x {self.num_features}, "
                 f"horizon {self.horizon}, classes up/stationary/down (train {counts.tolist()})")
 
-    def train_dataloader(self):
-        return self.loader(self.splits["train"], shuffle=True)
-
-    def val_dataloader(self):
-        return self.loader(self.splits["val"], shuffle=False, batch_size=self.batch_size * 4)
-
-    def test_dataloader(self):
-        return self.loader(self.splits["test"], shuffle=False, batch_size=self.batch_size * 4)
-
-    def predict_dataloader(self):
-        return self.test_dataloader()
+    def split_dataset(self, split: str) -> WindowDataset:
+        """The windows of ``split``; predictions are made on the test windows."""
+        return self.splits["test" if split == "predict" else split]

@@ -37,7 +37,7 @@ import albumentations as A
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from zoo.data.base import ZooDataModule, bundled_photos, cache_root
 from zoo.data.images import read_image
 from zoo.data.splits import grouped_split
@@ -290,6 +290,7 @@ class DehazingData(ZooDataModule):
         self.val_pairs: list[tuple[Path, Path]] = []
         self.test_pairs: list[tuple[Path, Path]] = []
         self.predict_paths: list[Path] = []
+        self.eval_batch_size = eval_batch_size
         self.source = "simulated" if root is None else str(root)
 
     def _resolve(self) -> None:
@@ -344,18 +345,15 @@ class DehazingData(ZooDataModule):
             raise DataError(f"no {stage} pairs: give --data.{stage}_root or more training pairs")
         return PairedImages(pairs)
 
-    def train_dataloader(self) -> DataLoader:
+    def split_dataset(self, split: str) -> PairedImages | PredictImages:
+        """Built when its loader is asked for: random training crops, whole evaluation images."""
         hp = self.hparams
-        dataset = PairedImages(self.train_pairs, hp.crop_size, hp.rotate, hp.flip, hp.repeats, hp.seed)
-        return self.loader(dataset, shuffle=True)
+        if split == "train":
+            return PairedImages(self.train_pairs, hp.crop_size, hp.rotate, hp.flip, hp.repeats, hp.seed)
+        if split == "predict":
+            return PredictImages(self.predict_paths)
+        return self._eval_set(self.val_pairs if split == "val" else self.test_pairs, split)
 
-    def val_dataloader(self) -> DataLoader:
-        return self.loader(self._eval_set(self.val_pairs, "val"), shuffle=False,
-                           batch_size=self.hparams.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader(self._eval_set(self.test_pairs, "test"), shuffle=False,
-                           batch_size=self.hparams.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.loader(PredictImages(self.predict_paths), shuffle=False, batch_size=1)
+    def split_batch_size(self, split: str) -> int:
+        """Images to predict are whole and of any size: one per batch."""
+        return 1 if split == "predict" else super().split_batch_size(split)

@@ -118,6 +118,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 class _SurvivalBase(ZooDataModule):
     in_memory = True
     source = ""
+    collate_fn = staticmethod(collate)
 
     def _datasets(self, inputs, time, event, ids, split: Split) -> None:
         self.split = split
@@ -126,17 +127,9 @@ class _SurvivalBase(ZooDataModule):
         self.sets = {name: _Rows([x[idx] for x in inputs], time[idx], event[idx], ids[idx])
                      for name, idx in zip(("train", "val", "test"), split, strict=True)}
 
-    def train_dataloader(self):
-        return self.loader(self.sets["train"], shuffle=True, collate_fn=collate)
-
-    def val_dataloader(self):
-        return self.loader(self.sets["val"], shuffle=False, collate_fn=collate)
-
-    def test_dataloader(self):
-        return self.loader(self.sets["test"], shuffle=False, collate_fn=collate)
-
-    def predict_dataloader(self):
-        return self.test_dataloader()
+    def split_dataset(self, split: str) -> _Rows:
+        """The subjects of ``split``; predictions are made for the test subjects."""
+        return self.sets["test" if split == "predict" else split]
 
     def baseline_dataloader(self):
         """The training part in order, unshuffled: the Breslow baseline hazard and censoring weights."""

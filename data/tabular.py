@@ -33,18 +33,18 @@ The pieces, each in its own module (their names are re-exported here):
 - ``zoo.data.tabular_schema``: :class:`TableSchema`, the typed schema, and its inference from the training rows;
 - ``zoo.data.tabular_preprocessing``: :class:`TablePreprocessing`, fitted on the training rows, with a
   ``state_dict``, and :class:`TableTensors`, a preprocessed split;
-- this module: :class:`TabularData`, the LightningDataModule that composes them.
+- this module: :class:`TabularData`, the data module that composes them (a
+  :class:`~zoo.data.base.ZooDataModule`: its loaders are the base class's, reading :meth:`TabularData.split_tensors`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from zoo.data.base import ZooDataModule
 from zoo.data.tabular_io import (
     SPLITS,
     TABLE_SUFFIXES,
@@ -69,7 +69,7 @@ def _whole_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return batch  # TableTensors.__getitems__ already returns a collated batch
 
 
-class TabularData(L.LightningDataModule):
+class TabularData(ZooDataModule):
     """Tabular batches for ``zoo.tasks.tabular.TabularTask`` (see the module docstring for sources and
     preprocessing).
 
@@ -86,8 +86,10 @@ class TabularData(L.LightningDataModule):
         val_path / test_path: fixed validation / test tables with the same columns.
         val_fraction / test_fraction: random split sizes when there are no fixed splits.
         num_policy: "quantile" (the paper's), "standard" or "none".
-        batch_size / eval_batch_size: rows per training / evaluation batch.
-        seed: seed of the random split and of the quantile-fit noise.
+        batch_size / eval_batch_size: rows per training / evaluation batch (every row is kept: no partial
+            training batch is dropped).
+        num_workers: loader processes.
+        seed: seed of the random split, of the quantile-fit noise and of the shuffling.
         schema: the fitted schema of a trained run (``TableSchema.to_dict``); set by the data module itself and
             restored from checkpoints.
 
@@ -104,8 +106,9 @@ class TabularData(L.LightningDataModule):
                  val_path: str | None = None, test_path: str | None = None, val_fraction: float = 0.2,
                  test_fraction: float = 0.2, num_policy: NumPolicy = "quantile", batch_size: int = 256,
                  eval_batch_size: int = 1024, num_workers: int = 0, seed: int = 0, schema: dict | None = None):
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
+        self.eval_batch_size = eval_batch_size
         self._frames: dict[str, pd.DataFrame] | None = None  # "train", "val", "test", once read
         self._sources: dict[str, str] = {}
         self._tensors: dict[str, TableTensors] = {}
@@ -203,6 +206,9 @@ class TabularData(L.LightningDataModule):
         return self.split_tensors("train")
 
     # --- Lightning hooks ----------------------------------------------------------------------------------------
+    collate_fn = staticmethod(_whole_batch)
+    drop_last = False
+
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
             self.predict_frame, self._predict_source = read_prediction_rows(self.hparams.path)
@@ -210,21 +216,5 @@ class TabularData(L.LightningDataModule):
         elif self._frames is None:
             self._read_splits()
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        tensors = self.split_tensors(split)
-        size = self.hparams.batch_size if shuffle else self.hparams.eval_batch_size
-        workers = self.hparams.num_workers
-        return DataLoader(tensors, batch_size=size, shuffle=shuffle, collate_fn=_whole_batch, num_workers=workers,
-                          persistent_workers=workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)
+    def split_dataset(self, split: str) -> TableTensors:
+        return self.split_tensors(split)

@@ -520,17 +520,8 @@ class TimeSeriesData(ZooDataModule):
         panel = self.predict_panel if split == "predict" else self.panel
         return [panel.ids[i] for i in self._index[split][:, 0]]
 
-    def train_dataloader(self):
-        return self.loader(self.dataset("train"), shuffle=True)
-
-    def val_dataloader(self):
-        return self.loader(self.dataset("val"), shuffle=False)
-
-    def test_dataloader(self):
-        return self.loader(self.dataset("test"), shuffle=False)
-
-    def predict_dataloader(self):
-        return self.loader(self.dataset("predict"), shuffle=False)
+    def split_dataset(self, split: str) -> WindowDataset:
+        return self.dataset(split)
 
     @property
     def has_test_split(self) -> bool:

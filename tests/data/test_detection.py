@@ -14,8 +14,6 @@ from zoo.data.detection import (
     DetectionData,
     DetectionDataset,
     ImageRecord,
-    _paste,
-    _shape_mask,
     detection_collate,
     letterbox,
     read_coco,
@@ -24,6 +22,7 @@ from zoo.data.detection import (
     read_yolo_labels,
     write_synthetic_detection,
 )
+from zoo.data.detection_simulated import _paste, _shape_mask
 
 from zoo.errors import DataError
 
