@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sys
@@ -27,22 +26,14 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch import Callback
-from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from zoo.checkpointing import ZooCheckpoint, flush_checkpoints
+from zoo.data.sampling import EpochSampler, epoch_seed, run_seed
 from zoo.errors import RunStoppedError
 from zoo.fault_injection import inject
 from zoo.protocols import StoppableRun
-from zoo.reproducibility import (
-    EpochSampler,
-    epoch_seed,
-    pipelines,
-    resumable_loader,
-    rng_state,
-    set_rng_state,
-    train_loaders,
-)
+from zoo.reproducibility import pipelines, rng_state, set_rng_state, train_loaders
 
 __all__ = ["FaultTolerance"]
 
@@ -68,23 +59,7 @@ class FaultTolerance(Callback):
         return "FaultTolerance"
 
     def _seed(self) -> int:
-        return self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-
-    @override
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage != "fit":
-            return
-        datamodule = trainer.datamodule
-        if datamodule is None or getattr(datamodule, "_zoo_resumable", False):
-            return
-        make_loader = datamodule.train_dataloader
-
-        def train_dataloader() -> Any:
-            loader = make_loader()
-            return resumable_loader(loader, self._seed()) if isinstance(loader, DataLoader) else loader
-
-        datamodule.train_dataloader = train_dataloader
-        datamodule._zoo_resumable = True
+        return self.seed if self.seed is not None else run_seed(0)
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -1,10 +1,10 @@
 """Training randomness as a function of the seed and the epoch.
 
-:class:`EpochSampler` orders each epoch from ``(seed, epoch)`` alone, and the run's fault-tolerance callback
-reseeds torch, numpy, ``random``, the loader's worker seeds and the augmentation pipeline at each epoch start
-(:func:`epoch_seed`). A run resumed from its last end-of-epoch checkpoint (after ``kill -9``) therefore repeats
-exactly what the uninterrupted run did; :func:`rng_state` / :func:`set_rng_state` carry every generator through a
-mid-epoch stop.
+:class:`zoo.data.sampling.EpochSampler` (every data module's training loader) orders each epoch from
+``(seed, epoch)`` alone, and the run's fault-tolerance callback reseeds torch, numpy, ``random``, the loader's
+worker seeds and the augmentation pipeline at each epoch start (``epoch_seed``). A run resumed from its last
+end-of-epoch checkpoint (after ``kill -9``) therefore repeats exactly what the uninterrupted run did;
+:func:`rng_state` / :func:`set_rng_state` carry every generator through a mid-epoch stop.
 """
 
 from __future__ import annotations
@@ -15,33 +15,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader
 
-from zoo.data.sampling import EpochSampler, epoch_seed  # the data layer's: one class for isinstance checks
-
-__all__ = ["EpochSampler", "epoch_seed", "pipelines", "resumable_loader", "rng_state", "set_rng_state",
-           "train_loaders"]
-
-
-def resumable_loader(loader: DataLoader, seed: int) -> DataLoader:
-    """``loader`` with an :class:`EpochSampler` and workers started afresh each epoch (their seeds then follow the
-    epoch's seed); ``loader`` itself when its sampling is its own (a custom batch sampler, weighted sampling)."""
-    if type(loader.batch_sampler) is not BatchSampler:
-        return loader
-    sampler = loader.sampler
-    if type(sampler) is RandomSampler and not sampler.replacement and sampler._num_samples is None:
-        shuffle = True
-    elif type(sampler) is SequentialSampler:
-        shuffle = False
-    else:
-        return loader
-    extra: dict[str, Any] = {}
-    if loader.num_workers > 0:
-        extra = {"prefetch_factor": loader.prefetch_factor, "multiprocessing_context": loader.multiprocessing_context}
-    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=EpochSampler(loader.dataset, seed, shuffle),
-                      num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-                      drop_last=loader.drop_last, timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
-                      generator=torch.Generator().manual_seed(seed), persistent_workers=False, **extra)
+__all__ = ["pipelines", "rng_state", "set_rng_state", "train_loaders"]
 
 
 def pipelines(dataset: Any) -> list[Any]:

@@ -23,6 +23,7 @@ from typing_extensions import override
 from zoo.checkpointing import AtomicCheckpointIO, ZooCheckpoint, checkpoint_interval, run_checkpoints
 from zoo.checkpoints import TrainedCheckpoint
 from zoo.class_paths import import_class
+from zoo.data.contracts import ZooData
 from zoo.errors import ZooError
 from zoo.interruption import FaultTolerance
 from zoo.registry import get_card
@@ -63,9 +64,8 @@ class RunSummary(Callback):
             line += f"; {macs} (card)" if total == card.num_params else \
                 f" (the card's {macs} are for its default {card.num_params:,}-parameter configuration)"
         print(line, flush=True)
-        describe = getattr(trainer.datamodule, "describe", None)
-        if callable(describe):
-            text = describe()
+        if isinstance(trainer.datamodule, ZooData):
+            text = trainer.datamodule.describe()
             print(text if text.startswith("data:") else f"data: {text}", flush=True)
 
 
@@ -330,7 +330,8 @@ def run_lightning(command: str, task_class: type[ZooTask], args: list[str], resu
         return 1
     checkpoints = run_checkpoints(trainer)  # read now: testing the best checkpoint restores its older state
     test_metrics: dict[str, Any] = {}
-    if getattr(datamodule, "has_test_split", True) and not trainer.fast_dev_run:
+    has_test_split = datamodule.has_test_split if isinstance(datamodule, ZooData) else True
+    if has_test_split and not trainer.fast_dev_run:
         results = trainer.test(task, datamodule=datamodule, ckpt_path="best", verbose=False)
         test_metrics = results[0] if results else {}
     if trainer.is_global_zero:

@@ -32,6 +32,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
+from zoo.data.contracts import ZooData
 from zoo.errors import ZooError
 from zoo.logged_model import log_model_to
 from zoo.offline_queue import BufferedClient, server_answers
@@ -212,19 +213,21 @@ class ZooMLFlowLogger(MLFlowLogger):
 
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        hparams = {k: str(v) for k, v in sorted(dict(getattr(datamodule, "hparams", {}) or {}).items())}
-        sizes = {}
-        for split in SPLITS:
-            subset = getattr(datamodule, f"{split}_set", None)
-            try:
-                sizes[split] = len(subset) if subset is not None else None
-            except TypeError:  # an iterable data set without a length
-                sizes[split] = None
-        sizes = {k: v for k, v in sizes.items() if v is not None}
         name = type(datamodule).__name__
+        hparams = {k: str(v) for k, v in sorted(dict(datamodule.hparams or {}).items())}
+        sizes = {}
+        if isinstance(datamodule, ZooData):  # a plain LightningDataModule says nothing of its splits
+            for split, subset in zip(SPLITS, (datamodule.train_set, datamodule.val_set, datamodule.test_set),
+                                     strict=True):
+                try:
+                    sizes[split] = len(subset) if subset is not None else None
+                except TypeError:  # an iterable data set without a length
+                    sizes[split] = None
+        sizes = {k: v for k, v in sizes.items() if v is not None}
         source_value = next((hparams[k] for k in ("source", "root", "path", "name") if hparams.get(k)), name)
+        description = datamodule.describe() if isinstance(datamodule, ZooData) else name
         source = json.dumps({"datamodule": f"{type(datamodule).__module__}.{name}", "source": source_value,
-                             "description": datamodule.describe() if hasattr(datamodule, "describe") else name})
+                             "description": description})
         digest = hashlib.sha256(json.dumps([name, hparams, sizes]).encode()).hexdigest()[:8]
         profile = json.dumps({"num_rows": sum(sizes.values()), **{f"{k}_size": v for k, v in sizes.items()}})
         dataset = Dataset(name=name, digest=digest, source_type="zoo", source=source, profile=profile)
