@@ -184,6 +184,8 @@ def _own_data_image_size(model_id: str, recipe: str | None, rest: list[str]) -> 
     if "--data.root" not in given or "--data.image_size" in given:
         return []
     entry = get_entry(model_id)
+    if recipe is not None and recipe != next(iter(entry.card.recipes)):
+        return []  # only the quick start's size is the bundled data's; another recipe's size is meant for yours
     data = recipe_config(entry, recipe).get("data") or {}
     init = data.get("init_args") or {}
     if "image_size" not in init or init.get("dataset", "auto") != "auto" or len(entry.card.input_shape) != 3:
