@@ -19,14 +19,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from zoo.finance._official import register_official_checkpoint_globals
 
 from zoo.errors import InputShapeError
 from zoo.registry import Classes, ModelCard, Paper, WeightSet, register_model
+from zoo.safe_pickle import to_plain
 
 __all__ = ["DeepLOB"]
-
-register_official_checkpoint_globals()
 
 
 def _conv_block(first: nn.Conv2d, activation: type[nn.Module], channels: int = 32) -> nn.Sequential:
@@ -98,6 +96,15 @@ class DeepLOB(nn.Module):
                              dtype=self.fc1.weight.dtype)
 
 
+def kwargs_from_checkpoint(state_dict: dict[str, Any], checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The window length an official ``Engine`` checkpoint records (``hyper_parameters["seq_size"]``); the
+    tensors do not tell it (the LSTM reads any length)."""
+    hyper_parameters = to_plain((checkpoint or {}).get("hyper_parameters"))
+    if isinstance(hyper_parameters, dict) and isinstance(hyper_parameters.get("seq_size"), int):
+        return {"seq_len": hyper_parameters["seq_size"]}
+    return {}
+
+
 _BTC_CHECKPOINTS = (
     (10, "val_loss=0.831_epoch=4.pt", "039464f32505bb5edc5ce6b7913284f663fcecdf89bb7f4303ea6c4dc8cb59d8"),
     (20, "val_loss=0.914_epoch=2.pt", "b0c57dc95f9e0277458978dfa1f6724c5a44aed39262adbbfe690c6d5c161cd5"),
@@ -124,6 +131,6 @@ _BTC_CHECKPOINTS = (
     notes="Returns logits (the official module ends in a softmax that its cross-entropy applies again). Inputs: "
           "the 40 order-book features; labels 0 up, 1 stationary, 2 down. Adam lr 0.01 eps 1 as LOBCAST and TLOB "
           "train it. The quick start trains on a SIMULATED LOBSTER-format day (Cont-Stoikov-Talreja 2010).",
-))
+), kwargs_from_checkpoint=kwargs_from_checkpoint)
 def deeplob(num_classes: int = 3, **kwargs: Any) -> DeepLOB:
     return DeepLOB(num_classes=num_classes, **kwargs)

@@ -28,16 +28,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from zoo.finance._official import read_official_checkpoint, register_official_checkpoint_globals
 
 from zoo.blocks.bin_norm import BiN
 from zoo.blocks.dual_attention import AxisTransformerLayer, MixerMLP
 from zoo.errors import InputShapeError
 from zoo.registry import Classes, ModelCard, Paper, WeightSet, register_model
+from zoo.safe_pickle import to_plain
 
-__all__ = ["MLPLOB", "TLOB", "read_official_checkpoint", "sinusoidal_position_embedding"]
-
-register_official_checkpoint_globals()
+__all__ = ["MLPLOB", "TLOB", "sinusoidal_position_embedding"]
 
 TLOB_PAPER = Paper("TLOB: A Novel Transformer Model with Dual Attention for Price Trend Prediction with Limit "
                    "Order Book Data", arxiv="2502.15757", venue="arXiv 2025",
@@ -213,31 +211,52 @@ def _layer_indices(state_dict: dict[str, Any]) -> set[int]:
     return {int(k.split(".")[1]) for k in state_dict if k.startswith("layers.") and k.split(".")[1].isdigit()}
 
 
-def tlob_kwargs_from_checkpoint(state_dict: dict[str, Any]) -> dict[str, Any]:
-    """seq_len, num_features, hidden_dim, num_layers and num_heads of a TLOB state dict."""
+def recorded_lob_kwargs(checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """Constructor arguments an official ``Engine`` checkpoint records in its ``hyper_parameters`` that the tensors
+    do not tell: whether the LOBSTER event type is embedded (``dataset_type``) and the position embedding."""
+    hyper_parameters = to_plain((checkpoint or {}).get("hyper_parameters"))
+    if not isinstance(hyper_parameters, dict) or "dataset_type" not in hyper_parameters:
+        return {}
+    kwargs: dict[str, Any] = {"order_type_column": 41 if hyper_parameters["dataset_type"] == "LOBSTER" else None}
+    if hyper_parameters.get("model_type") == "TLOB" and "is_sin_emb" in hyper_parameters:
+        kwargs["sin_embedding"] = bool(hyper_parameters["is_sin_emb"])
+    return kwargs
+
+
+def tlob_kwargs_from_checkpoint(state_dict: dict[str, Any], checkpoint: dict[str, Any] | None = None
+                                ) -> dict[str, Any]:
+    """seq_len, num_features, hidden_dim, num_layers and num_heads of a TLOB state dict (and, from an official
+    Engine checkpoint, the event-type embedding and position embedding it was trained with)."""
     if "emb_layer.weight" not in state_dict or "norm_layer.B1" not in state_dict:
         return {}
     hidden, features = state_dict["emb_layer.weight"].shape
     q = state_dict.get("layers.0.qkv.q.weight")
     return {"seq_len": int(state_dict["norm_layer.B1"].shape[0]), "num_features": int(features),
             "hidden_dim": int(hidden), "num_layers": len(_layer_indices(state_dict)) // 2,
-            **({"num_heads": int(q.shape[0] // q.shape[1])} if q is not None else {})}
+            **({"num_heads": int(q.shape[0] // q.shape[1])} if q is not None else {}),
+            **({"sin_embedding": False} if "pos_encoder" in state_dict else {}),
+            **recorded_lob_kwargs(checkpoint)}
 
 
-def mlplob_kwargs_from_checkpoint(state_dict: dict[str, Any]) -> dict[str, Any]:
-    """seq_len, num_features, hidden_dim and num_layers of an MLPLOB state dict."""
+def mlplob_kwargs_from_checkpoint(state_dict: dict[str, Any], checkpoint: dict[str, Any] | None = None
+                                  ) -> dict[str, Any]:
+    """seq_len, num_features, hidden_dim and num_layers of an MLPLOB state dict (and the event-type embedding
+    an official Engine checkpoint records)."""
     if "first_layer.weight" not in state_dict or "norm_layer.B1" not in state_dict:
         return {}
     hidden, features = state_dict["first_layer.weight"].shape
     return {"seq_len": int(state_dict["norm_layer.B1"].shape[0]), "num_features": int(features),
-            "hidden_dim": int(hidden), "num_layers": (len(_layer_indices(state_dict)) - 1) // 2}  # layers.1 is a GELU
+            "hidden_dim": int(hidden), "num_layers": (len(_layer_indices(state_dict)) - 1) // 2,  # layers.1: GELU
+            **recorded_lob_kwargs(checkpoint)}
 
 
 # --- registered configurations ----------------------------------------------------------------------------------
 _LOB_NOTES = (
     "Labels 0 up, 1 stationary, 2 down (TLOB's order). One model per horizon as in the paper (num_horizons=1); "
     "num_horizons=4 predicts the horizons 10/20/50/100 at once. Fixes: BiN's mixing scalars stay trained (the "
-    "official reset re-creates them as CUDA tensors outside the optimiser), attention weights only on request. "
+    "official reset re-creates them as CUDA tensors outside the optimiser; in eval a negative one counts as 0.01, "
+    "as in the official forward), attention weights only on request. The official Engine's checkpoints load as "
+    "they are (EMA weights, event-type embedding read from their hyper-parameters). "
     "Kept as official: the LOBSTER event-type embedding is detached (never trained). The quick start trains on a "
     "SIMULATED LOBSTER-format day (Cont-Stoikov-Talreja 2010 order-book model), not on market data."
 )

@@ -84,6 +84,22 @@ def trained_run(tmp_path_factory):
     return TrainedRun(root, output.getvalue(), code)
 
 
+@pytest.fixture
+def http_server(tmp_path):
+    """A static HTTP server on a free loopback port: (the folder it serves, its base URL)."""
+    import http.server
+    import threading
+
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
 class LoopbackServers:
     """Start HTTP servers (``mlflow server``, ``zoo ui``) on free loopback ports and wait for their /health page."""
 

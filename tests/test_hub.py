@@ -1,19 +1,19 @@
 """Every weight source of zoo.create_model, and the refusals: bad hashes, foreign keys, pickles that run code."""
 
 import hashlib
-import http.server
 import os
 import pickle
-import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 import zoo
-from zoo.errors import CheckpointError, HashMismatchError, UnknownModelError, UnsafeCheckpointError
+from zoo.errors import CheckpointError, HashMismatchError, UnknownModelError
 from zoo.hub import read_weights
+from zoo.safe_pickle import PickledObject
 
 MODEL = "vision/eca_resnet18"
 
@@ -74,19 +74,44 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path):
+def test_pickle_that_runs_code_never_runs(tmp_path, source_model):
+    """A pickled call of os.system is read as an inert stand-in (the weights beside it load); a pickle that is not
+    a torch file is refused as unreadable; neither runs the call."""
     marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pth"
-    with open(path, "wb") as f:
-        pickle.dump({"state_dict": {"fc.weight": torch.zeros(1)}, "payload": _Exploit(marker)}, f)
-    with pytest.raises(UnsafeCheckpointError, match="refused"):
-        zoo.create_model(MODEL, pretrained=str(path))
+    torch.save({"state_dict": source_model.state_dict(), "payload": _Exploit(marker)}, tmp_path / "evil.pt")
+    _same_outputs(zoo.create_model(MODEL, pretrained=str(tmp_path / "evil.pt")), source_model)
+    payload = read_weights(tmp_path / "evil.pt").checkpoint["payload"]
+    assert isinstance(payload, PickledObject) and payload.pickled_name in ("posix.system", "nt.system")
+    assert payload.args == (f"touch {marker}",)
     assert not marker.exists()
-    # the same through torch.save's zip format
+    with open(tmp_path / "evil.pth", "wb") as f:  # plain pickle, not torch's format
+        pickle.dump({"state_dict": {"fc.weight": torch.zeros(1)}, "payload": _Exploit(marker)}, f)
+    with pytest.raises(CheckpointError, match=r"evil\.pth"):
+        zoo.create_model(MODEL, pretrained=str(tmp_path / "evil.pth"))
+    assert not marker.exists()
     torch.save({"payload": _Exploit(marker)}, tmp_path / "evil2.pt")
-    with pytest.raises(UnsafeCheckpointError):
+    with pytest.raises(CheckpointError, match="holds no tensors"):
         read_weights(tmp_path / "evil2.pt")
     assert not marker.exists()
+
+
+def test_foreign_lightning_checkpoints_and_training_dicts(tmp_path, source_model):
+    """The content tells the layout, whatever the suffix: another project's Lightning checkpoint keeps the network
+    under one attribute (``net.`` here, an EMA copy beside it, taken when asked for); a training script's dict
+    keeps it under ``model_dict`` beside numpy values."""
+    state = source_model.state_dict()
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    lightning = {"pytorch-lightning_version": "2.5.0", "epoch": 3, "hyper_parameters": {"lr": np.float64(0.1)},
+                 "state_dict": {**{f"net.{k}": v for k, v in state.items()},
+                                **{f"ema_model.{k}": v for k, v in ema.items()}, "criterion.weight": torch.ones(7)}}
+    torch.save(lightning, tmp_path / "epoch=3.pt")
+    _same_outputs(zoo.create_model(MODEL, pretrained=str(tmp_path / "epoch=3.pt")), source_model)
+    assert torch.equal(read_weights(tmp_path / "epoch=3.pt", key="ema_model").state_dict["fc.bias"], ema["fc.bias"])
+    with pytest.raises(CheckpointError, match=r"no 'model_ema' weights.*criterion, ema_model, net"):
+        read_weights(tmp_path / "epoch=3.pt", key="model_ema")
+    torch.save({"test_loss": np.float32(0.5), "args_dict": {"epochs": np.int64(3)}, "model_dict": state,
+                "trainer_dict": {"state": {}}}, tmp_path / "snapshot.pth")
+    _same_outputs(zoo.create_model(MODEL, pretrained=str(tmp_path / "snapshot.pth")), source_model)
 
 
 def test_unreadable_and_missing_files_are_named(tmp_path):
@@ -100,18 +125,6 @@ def test_unreadable_and_missing_files_are_named(tmp_path):
         zoo.create_model(MODEL, pretrained=str(tmp_path / "absent.pth"))
     with pytest.raises(CheckpointError, match="weight sets: official_in1k"):
         zoo.create_model(MODEL, pretrained="imagenet")
-
-
-@pytest.fixture
-def http_server(tmp_path):
-    root = tmp_path / "served"
-    root.mkdir()
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 def test_url_download_is_cached_and_hash_checked(tmp_path, source_model, http_server):

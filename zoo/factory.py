@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -9,7 +10,7 @@ from torch import nn
 
 from zoo import hub
 from zoo.errors import CheckpointError
-from zoo.registry import get_entry
+from zoo.registry import KwargsFromCheckpoint, get_entry
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,17 @@ def _head_size(model: nn.Module, state_dict: dict) -> int | None:
         if key.endswith("weight") and key in state_dict:
             return int(state_dict[key].shape[0])
     return None
+
+
+def kwargs_from_file(read_kwargs: KwargsFromCheckpoint | None, loaded: hub.LoadedWeights) -> dict[str, Any]:
+    """Constructor arguments a family reads off a checkpoint: ``read_kwargs(state_dict)``, or
+    ``read_kwargs(state_dict, checkpoint)`` for a reader that also wants what the file records beside the weights
+    (hyper-parameters, configuration)."""
+    if read_kwargs is None:
+        return {}
+    if len(inspect.signature(read_kwargs).parameters) >= 2:
+        return read_kwargs(loaded.state_dict, loaded.checkpoint)
+    return read_kwargs(loaded.state_dict)
 
 
 def create_model(model_id: str, pretrained: Any = None, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
@@ -44,7 +56,7 @@ def create_model(model_id: str, pretrained: Any = None, num_classes: int | None 
         loaded = hub.load_weights(pretrained, entry)
         if loaded.model_id and loaded.model_id != model_id:
             raise CheckpointError(f"{loaded.source} holds weights of {loaded.model_id}, not {model_id}")
-        inferred = entry.kwargs_from_checkpoint(loaded.state_dict) if entry.kwargs_from_checkpoint else {}
+        inferred = kwargs_from_file(entry.kwargs_from_checkpoint, loaded)
         kwargs = {**loaded.model_kwargs, **inferred, **kwargs}
         if num_classes is None and loaded.num_classes is not None:
             num_classes = loaded.num_classes  # recorded with the weights (zoo checkpoints, folders, weight sets)

@@ -3,14 +3,21 @@
 Sources accepted by ``zoo.create_model(..., pretrained=SOURCE)``:
 
 - a weight-set name from the model card (``"official_in1k"``);
-- a local file: Lightning ``.ckpt`` from a zoo run, ``.pt``/``.pth``/``.pth.tar``/``.bin`` state dicts (bare or
-  wrapped in ``state_dict``/``model``, with or without the ``module.`` prefix of DataParallel/DDP), ``.safetensors``;
+- a local file: whatever its suffix, its content says its layout: a zoo run's Lightning checkpoint (it carries
+  ``checkpoint["zoo"]``), another project's Lightning checkpoint (the weights under its ``model.`` / ``net.`` /
+  ``module.`` attribute), a training script's dict (weights under ``state_dict`` / ``model_state_dict`` /
+  ``model`` / ``model_dict`` / ``net``, or the entry a weight set names, e.g. ``model_ema``), a bare state dict
+  (with or without the ``module.`` prefix of DataParallel/DDP), a whole pickled ``nn.Module``, ``.safetensors``;
 - a folder written by :func:`save_pretrained` (``model.safetensors`` + ``config.json``);
 - an ``http(s)`` URL, downloaded once into the cache (``$ZOO_CACHE`` or ``~/.cache/zoo``) and checked against its
   sha256 (from the weight set, a ``#sha256=<hex>`` fragment, or a torch-hub style ``name-<hexprefix>.pth`` name);
 - an MLflow URI: ``runs:/<run_id>/<path>``, ``models:/<name>/<version>`` or ``models:/<name>@<alias>``.
 
-Loading never runs pickled code: torch files are read with ``weights_only=True`` and anything else is refused.
+Loading never runs pickled code: every torch file goes through :func:`zoo.safe_pickle.read_checkpoint`, which
+rebuilds allow-listed data types and turns any other object into an inert stand-in. A family maps the official
+key names onto its own with the registry's ``checkpoint_filter`` and reads constructor arguments off the file
+with ``kwargs_from_checkpoint(state_dict)`` or ``kwargs_from_checkpoint(state_dict, checkpoint)`` (the whole
+object the file holds, e.g. a Lightning checkpoint with its ``hyper_parameters``).
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
 import tempfile
 import urllib.request
@@ -32,15 +38,20 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from zoo.errors import CheckpointError, CheckpointMismatchError, HashMismatchError, UnsafeCheckpointError
+from zoo.errors import CheckpointError, CheckpointMismatchError, HashMismatchError
 from zoo.protocols import Classifier
 from zoo.registry import ModelEntry, WeightSet
+from zoo.safe_pickle import is_pickled_module, read_checkpoint, register_rebuild, state_dict_of_pickled_module
 
 __all__ = ["LoadedWeights", "download", "fit_state_dict", "load_weights", "read_weights", "register_safe_global",
            "save_pretrained"]
 
 TORCH_SUFFIXES = (".pt", ".pth", ".tar", ".bin", ".ckpt")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# where a training script's dict keeps the weights, tried in this order (an EMA copy only when asked for by name)
+WEIGHT_ENTRIES = ("state_dict", "model_state_dict", "model", "model_dict", "net", "network")
+# the attribute of a foreign LightningModule that holds the network, tried in this order
+LIGHTNING_MODEL_ATTRIBUTES = ("model", "net", "network", "module")
 CONFIG_NAME, WEIGHTS_NAME, CARD_NAME = "config.json", "model.safetensors", "README.md"
 
 
@@ -54,6 +65,8 @@ class LoadedWeights:
         model_id: the zoo id recorded with the weights (zoo checkpoints and folders), if any.
         model_kwargs: constructor arguments recorded with the weights.
         num_classes: head size recorded with the weights, if any.
+        checkpoint: the whole object the file holds (configuration, hyper-parameters, ... beside the weights,
+            unknown classes as inert ``zoo.safe_pickle.PickledObject`` stand-ins); empty for safetensors.
     """
 
     state_dict: dict[str, torch.Tensor]
@@ -61,6 +74,7 @@ class LoadedWeights:
     model_id: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     num_classes: int | None = None
+    checkpoint: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def cache_dir() -> Path:
@@ -138,47 +152,44 @@ def _strip_wrappers(state_dict: dict[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
-_SAFE_GLOBALS: list[tuple[type, str]] = []
-
-
 def register_safe_global(stand_in: type, qualified_name: str) -> None:
-    """Let torch's weights-only unpickler rebuild ``qualified_name`` as ``stand_in``.
-
-    For official checkpoints that pickle harmless config objects (e.g. yacs' ``CfgNode`` in Swin-style training
-    checkpoints). The stand-in must only build plain containers; the original class is never imported or run.
-    """
-    if (stand_in, qualified_name) not in _SAFE_GLOBALS:
-        _SAFE_GLOBALS.append((stand_in, qualified_name))
+    """Rebuild ``qualified_name`` as ``stand_in`` when a checkpoint is read (see
+    :func:`zoo.safe_pickle.register_rebuild`); any other unknown class is read as an inert stand-in anyway."""
+    register_rebuild(qualified_name, stand_in)
 
 
 def _torch_load(path: Path) -> Any:
-    try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # weights_only refuses any global outside torch's allow-list before constructing it: nothing has run.
-        raise UnsafeCheckpointError(
-            f"{path}: refused to load: the pickle asks for objects that could run code when unpickled "
-            f"({str(err).splitlines()[0] if str(err) else 'unsupported global'}). zoo only loads tensors and plain "
-            "containers. If you trust the file, re-save its state dict with torch.save(sd, ...) or as safetensors."
-        ) from None
-    except (RuntimeError, EOFError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint: {err}") from None
+    """The object a torch file holds, read safely (kept for callers of the old name)."""
+    return read_checkpoint(path)
 
 
-def _from_lightning(obj: dict[str, Any], source: str) -> LoadedWeights:
-    """A Lightning checkpoint of a zoo task: its ``zoo`` record names the model and where its weights sit."""
+def _tensors_under(state_dict: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix) and isinstance(v, torch.Tensor)}
+
+
+def _from_lightning(obj: dict[str, Any], source: str, key: str | None) -> LoadedWeights:
+    """A Lightning checkpoint. A zoo task's carries its ``zoo`` record (model id, arguments, where the weights sit);
+    any other is an official one: its network's weights sit under one attribute of its LightningModule (``key``
+    when given, e.g. "model_ema", else the first of :data:`LIGHTNING_MODEL_ATTRIBUTES` that holds tensors)."""
     record = obj.get("zoo")
-    if not isinstance(record, dict) or not isinstance(record.get("model"), dict):
-        raise CheckpointError(f"{source}: a Lightning checkpoint without the zoo model record (checkpoint['zoo']"
-                              "['model']); it was not written by a zoo task")
-    prefix = record.get("weights_prefix", "model.")
-    weights = {k[len(prefix):]: v for k, v in obj["state_dict"].items() if k.startswith(prefix)}
-    if not weights:
-        raise CheckpointError(f"{source}: a Lightning checkpoint without model weights (no keys under {prefix!r})")
-    model = record["model"]
-    return LoadedWeights(_strip_wrappers(weights), source, model.get("model_id"),
-                         dict(model.get("model_kwargs") or {}), model.get("num_classes"))
+    state_dict = obj["state_dict"]
+    if isinstance(record, dict) and isinstance(record.get("model"), dict):
+        prefix = record.get("weights_prefix", "model.")
+        weights = _tensors_under(state_dict, prefix)
+        if not weights:
+            raise CheckpointError(f"{source}: a Lightning checkpoint without model weights (no keys under {prefix!r})")
+        model = record["model"]
+        return LoadedWeights(_strip_wrappers(weights), source, model.get("model_id"),
+                             dict(model.get("model_kwargs") or {}), model.get("num_classes"), obj)
+    attributes = (key,) if key else LIGHTNING_MODEL_ATTRIBUTES
+    for attribute in attributes:
+        if weights := _tensors_under(state_dict, attribute + "."):
+            return LoadedWeights(_strip_wrappers(weights), source, checkpoint=obj)
+    if key:
+        found = sorted({k.split(".")[0] for k in state_dict})
+        raise CheckpointError(f"{source}: no {key!r} weights in the Lightning checkpoint (its modules: "
+                              f"{', '.join(found) or 'none'})")
+    return LoadedWeights(_strip_wrappers(state_dict), source, checkpoint=obj)  # a LightningModule that is the network
 
 
 def _from_folder(folder: Path) -> LoadedWeights:
@@ -201,8 +212,9 @@ def read_weights(path: str | Path, key: str | None = None) -> LoadedWeights:
     """Read a local file or folder into a :class:`LoadedWeights`, safely (no pickled code runs).
 
     Args:
-        key: the entry of a checkpoint dict that holds the weights (e.g. "model_ema"); by default "state_dict",
-            then "model", then the dict itself.
+        key: the entry of a checkpoint dict that holds the weights (e.g. "model_ema"), or the attribute of a
+            foreign LightningModule; by default the first of :data:`WEIGHT_ENTRIES` present (the first of
+            :data:`LIGHTNING_MODEL_ATTRIBUTES` in a Lightning checkpoint), else the dict itself.
     """
     path = Path(path)
     if not path.exists():
@@ -214,24 +226,30 @@ def read_weights(path: str | Path, key: str | None = None) -> LoadedWeights:
             return LoadedWeights(load_file(path), str(path))
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: not a readable safetensors file: {err}") from None
-    obj = _torch_load(path)
+    obj = read_checkpoint(path)
+    if is_pickled_module(obj):  # torch.save(model)
+        return LoadedWeights(_weights_of(obj, path), str(path))
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, found {type(obj).__name__}")
-    if "pytorch-lightning_version" in obj and "state_dict" in obj:
-        return _from_lightning(obj, str(path))
+    if "pytorch-lightning_version" in obj and isinstance(obj.get("state_dict"), dict):
+        return _from_lightning(obj, str(path), key)
     if key is not None:
-        if not isinstance(obj.get(key), dict):
-            entries = ", ".join(k for k, v in obj.items() if isinstance(v, dict)) or "none"
-            raise CheckpointError(f"{path}: no {key!r} weights in the checkpoint (dict entries: {entries})")
-        obj = obj[key]
-    for wrapper in ("state_dict", "model"):
-        if isinstance(obj.get(wrapper), dict):
-            obj = obj[wrapper]
-            break
-    state_dict = _strip_wrappers(obj)
+        if not isinstance(obj.get(key), dict) and not is_pickled_module(obj.get(key)):
+            entries = ", ".join(k for k, v in obj.items() if isinstance(v, dict) or is_pickled_module(v)) or "none"
+            raise CheckpointError(f"{path}: no {key!r} weights in the checkpoint (weight entries: {entries})")
+        return LoadedWeights(_weights_of(obj[key], path), str(path), checkpoint=obj)
+    for entry in WEIGHT_ENTRIES:
+        if isinstance(obj.get(entry), dict) or is_pickled_module(obj.get(entry)):
+            return LoadedWeights(_weights_of(obj[entry], path), str(path), checkpoint=obj)
+    return LoadedWeights(_weights_of(obj, path), str(path))
+
+
+def _weights_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a state dict or of a whole pickled module, wrapper prefixes removed."""
+    state_dict = _strip_wrappers(state_dict_of_pickled_module(obj) if is_pickled_module(obj) else obj)
     if not state_dict:
         raise CheckpointError(f"{path}: holds no tensors")
-    return LoadedWeights(state_dict, str(path))
+    return state_dict
 
 
 def _weight_set_source(weights: WeightSet, model_id: str) -> Path:

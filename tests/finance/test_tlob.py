@@ -10,7 +10,7 @@ import types
 import pytest
 import torch
 from zoo.finance.deeplob import DeepLOB
-from zoo.finance.tlob import MLPLOB, TLOB, read_official_checkpoint, sinusoidal_position_embedding
+from zoo.finance.tlob import MLPLOB, TLOB, sinusoidal_position_embedding
 
 import zoo
 from zoo.blocks.bin_norm import BiN
@@ -163,14 +163,12 @@ def test_official_lightning_checkpoint_is_read_without_running_its_pickles(tmp_p
                   "hyper_parameters": {"dataset_type": DatasetType.FI_2010, "seq_size": 32}}
     torch.save(checkpoint, tmp_path / "val_loss=0.624_epoch=2.pt")
     monkeypatch.delitem(sys.modules, "constants")  # the project is not importable when a user loads its files
-    weights = read_official_checkpoint(tmp_path / "val_loss=0.624_epoch=2.pt")
-    model = TLOB(40, 32, 40, num_layers=2, order_type_column=None).eval()
-    model.load_state_dict(weights)
+    model = zoo.create_model("finance/tlob_lob40", pretrained=str(tmp_path / "val_loss=0.624_epoch=2.pt")).eval()
     x = torch.randn(2, 32, 40)
     torch.testing.assert_close(model(x), reference(x))
-    with pytest.raises(CheckpointError, match="no model weights"):
-        torch.save({"state_dict": {}}, tmp_path / "empty.pt")
-        read_official_checkpoint(tmp_path / "empty.pt")
+    torch.save({"pytorch-lightning_version": "2.5.1", "state_dict": {"loss.weight": torch.ones(3)}}, tmp_path / "e.pt")
+    with pytest.raises(CheckpointError, match="does not fit TLOB"):
+        zoo.create_model("finance/tlob_lob40", pretrained=str(tmp_path / "e.pt"))
 
 
 def test_axis_layer_folded_projections_match_the_official_path():

@@ -6,8 +6,10 @@ parameter names (``B1``, ``l1``, ``B2``, ``l2``, ``y1``, ``y2``) and shapes are 
 checkpoints load as they are. Two departures, both of them fixes:
 
 - the official forward re-creates a negative mixing scalar as a new ``torch.cuda.FloatTensor`` parameter of
-  value 0.01 (which fails on CPU and leaves the optimiser updating a tensor the model no longer uses); here the
-  same parameter is set to 0.01 in place, so it stays trained;
+  value 0.01, in training and in eval alike (which fails on CPU and leaves the optimiser updating a tensor the
+  model no longer uses); here, in training, the same parameter is set to 0.01 in place, so it stays trained, and
+  in eval a negative scalar is used as 0.01 without changing the weights, so a file holding a negative scalar
+  gives the official outputs;
 - a time step whose features are all equal gives a zero standard deviation in the feature branch, which the
   official code divides by (NaN); here such a standard deviation is taken as 1, as the temporal branch already does.
 """
@@ -64,6 +66,11 @@ class BiN(nn.Module):
         for y in (self.y1, self.y2):
             y.copy_(torch.where(y < 0, torch.full_like(y, 0.01), y))
 
+    @staticmethod
+    def _mixing(y: torch.Tensor) -> torch.Tensor:
+        """A mixing scalar as the official forward uses it: 0.01 in place of a negative value."""
+        return torch.where(y < 0, torch.full_like(y, 0.01), y)
+
     def _std(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         std = x.std(dim=dim, keepdim=True)
         return torch.where(std < self.eps, torch.ones_like(std), std)
@@ -79,7 +86,7 @@ class BiN(nn.Module):
         temporal = self.l2 * temporal + self.B2  # (D, 1) per feature
         feature = (x - x.mean(dim=1, keepdim=True)) / self._std(x, 1)
         feature = self.l1.T * feature + self.B1.T  # (1, T) per time step
-        return self.y1 * feature + self.y2 * temporal
+        return self._mixing(self.y1) * feature + self._mixing(self.y2) * temporal
 
     def extra_repr(self) -> str:
         return f"num_features={self.num_features}, seq_len={self.seq_len}"
