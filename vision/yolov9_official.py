@@ -17,8 +17,10 @@ The zoo's module names inside a layer are the official ones (``cv1``..``cv5``, `
 RepConvN, ``conv`` / ``bn`` of a conv unit, PSA's ``attn.qkv`` / ``attn.proj`` / ``attn.pe`` / ``ffn``), so the map
 only renames the layer prefix. Keys that the file has and the model has not (the auxiliary branch when loading
 yolov9-s into the deploy graph) and keys the model has and the file has not (YOLO9tr's PSA blocks when loading
-YOLOv9-s or GELAN-s; the auxiliary branch too when loading GELAN-s) are listed in one warning: the former are left
-out, the latter keep their fresh initialisation.
+YOLOv9-s or GELAN-s) are listed in one warning: the former are left out, the latter keep their fresh
+initialisation. GELAN-s files have no PGI branch: loaded into a training graph, the branch (SPPELAN, two
+RepNCSPELAN4, auxiliary head) starts as a copy of its twins on the main path (SPPELAN 9, RepNCSPELAN4 12 and 15,
+the main head), which read the same trunk levels; the warning says so.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ OFFICIAL_LAYERS: dict[str, tuple[dict[int, str], int, dict[str, str]]] = {
     "yolov9-s": ({**_TRUNK_AND_NECK, **_AUX_BRANCH}, 29, _DUAL_HEAD),
     "yolov9tr": ({**_TRUNK_AND_NECK, **_AUX_BRANCH, 29: "psa.0", 30: "psa.1", 31: "psa.2"}, 32, _DUAL_HEAD),
 }
+# the PGI branch re-reads the trunk with the same blocks as the main path's first half: a file without it (GELAN-s)
+# starts it as a copy of them, so that its class branch has the file's number of classes like the main one
+_PGI_TWINS = {"aux_spp": "spp", "aux4": "top4", "aux3": "out3", "aux_head": "head"}
 _LAYER_KEY = re.compile(r"^(\d+)\.(.+)$")
 _WRAPPERS = ("model.", "ema.", "module.")
 
@@ -152,8 +157,15 @@ def checkpoint_filter(state_dict: dict[str, torch.Tensor], model: nn.Module) -> 
             unused.append(f"model.{key}")
             continue
         mapped[name] = value.float() if value.is_floating_point() else value
-    fresh = sorted(k for k in own if k not in mapped)
     messages = []
+    copied = {k: mapped[_PGI_TWINS[k.split(".")[0]] + k[k.index("."):]] for k in own
+              if k not in mapped and k.split(".")[0] in _PGI_TWINS
+              and _PGI_TWINS[k.split(".")[0]] + k[k.index("."):] in mapped}
+    if copied:
+        mapped.update(copied)
+        messages.append(f"the PGI branch, which the {layout} file has not, starts as a copy of its main-path twin "
+                        + ", ".join(f"{a} <- {b}" for a, b in _PGI_TWINS.items()))
+    fresh = sorted(k for k in own if k not in mapped)
     if fresh:
         messages.append(f"freshly initialised (not in the {layout} file): {_summary(fresh, own, head)}")
         mapped.update({k: own[k] for k in fresh})
@@ -163,7 +175,7 @@ def checkpoint_filter(state_dict: dict[str, torch.Tensor], model: nn.Module) -> 
                         f"{'' if getattr(model, 'has_aux', True) else ', the deploy graph'}): "
                         f"{_summary(sorted(unused), unused_tensors, head)}")
     if messages:
-        warnings.warn(f"official {layout} weights: {len(mapped) - len(fresh)} tensors loaded; "
+        warnings.warn(f"official {layout} weights: {len(mapped) - len(fresh) - len(copied)} tensors loaded; "
                       + "; ".join(messages), stacklevel=2)
     return mapped
 
