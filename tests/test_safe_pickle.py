@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from lightning.fabric.utilities.data import AttributeDict
 from torch import nn
 
 import zoo
@@ -69,7 +70,7 @@ def test_numpy_python_and_torch_values_are_rebuilt(tmp_path):
         "args": argparse.Namespace(lr=0.1, layers=[2, 3]), "counts": collections.Counter("aab"),
         "history": collections.defaultdict(list, {"loss": [1.0]}), "queue": collections.deque([1, 2]),
         "random_state": {"random": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
-        "rng": random.Random(3),
+        "rng": random.Random(3), "hparams": AttributeDict(lr=0.1, layers=2),  # Lightning's dict subclass
     }
     for legacy in (False, True):
         path = tmp_path / f"train_{legacy}.pt"
@@ -87,6 +88,7 @@ def test_numpy_python_and_torch_values_are_rebuilt(tmp_path):
         assert torch.equal(read["random_state"]["torch"], torch.get_rng_state())
         assert read["rng"].random() == random.Random(3).random()
     assert to_plain(read["args"]) == {"lr": 0.1, "layers": [2, 3]} and to_plain(read["max_psnr"]) == 31.5
+    assert isinstance(read["hparams"], PickledObject) and to_plain(read["hparams"]) == {"lr": 0.1, "layers": 2}
 
 
 @pytest.fixture

@@ -28,7 +28,9 @@ class CheckpointError(ZooError):
 
 
 class UnsafeCheckpointError(CheckpointError):
-    """A pickle that would run code when loaded; refused before anything runs."""
+    """A file that asks for more than data: a pickle that would patch a class or function, or a TorchScript
+    archive (which carries code). Refused; nothing from it has run. (Unknown classes and calls in a pickle are
+    not refused: they are read as inert ``zoo.safe_pickle.PickledObject`` stand-ins.)"""
 
 
 class HashMismatchError(CheckpointError):

@@ -245,7 +245,16 @@ def read_weights(path: str | Path, key: str | None = None) -> LoadedWeights:
 
 
 def _weights_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a state dict or of a whole pickled module, wrapper prefixes removed."""
+    """The tensors of a state dict or of a whole pickled module, wrapper prefixes removed (a dict without tensors
+    of its own that wraps the weights once more, e.g. ``{"model_ema": {"state_dict": ...}}``, is opened)."""
+    for _ in range(2):
+        if not isinstance(obj, dict) or any(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        inner = next((obj[e] for e in WEIGHT_ENTRIES if isinstance(obj.get(e), dict) or is_pickled_module(obj.get(e))),
+                     None)
+        if inner is None:
+            break
+        obj = inner
     state_dict = _strip_wrappers(state_dict_of_pickled_module(obj) if is_pickled_module(obj) else obj)
     if not state_dict:
         raise CheckpointError(f"{path}: holds no tensors")
