@@ -264,7 +264,8 @@ _GELAN_S = WeightSet(
     name="official_gelan_s_coco", num_classes=80, url=_RELEASES + "gelan-s.pt", download_page=_RELEASE_PAGE,
     file_name="gelan-s.pt", license=_WEIGHTS_LICENSE, preprocessing=_COCO_INPUT,
     description="GELAN-s trained on COCO without PGI (train.py, 80 classes): trunk, neck and the main head load; "
-                "into a training graph the PGI branch, its head and PSA start fresh (a warning lists them)."
+                "into a training graph the PGI branch starts as a copy of its main-path twins and PSA fresh (a warning "
+                "says so)."
                 + _HASH_UNKNOWN)
 _YOLOV9_S_CONVERTED = WeightSet(
     name="official_yolov9_s_converted_coco", num_classes=80, url=_RELEASES + "yolov9-s-converted.pt",

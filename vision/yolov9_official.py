@@ -166,6 +166,9 @@ def checkpoint_filter(state_dict: dict[str, torch.Tensor], model: nn.Module) -> 
         messages.append(f"the PGI branch, which the {layout} file has not, starts as a copy of its main-path twin "
                         + ", ".join(f"{a} <- {b}" for a, b in _PGI_TWINS.items()))
     fresh = sorted(k for k in own if k not in mapped)
+    if layout == "yolov9tr" and getattr(model, "psa_placement", "aux") == "main":
+        messages.append("the file's PSA blocks (layers 29-31) were trained on the PGI branch; this model puts them "
+                        "on the main path (vision/yolo9tr keeps them where they were)")
     if fresh:
         messages.append(f"freshly initialised (not in the {layout} file): {_summary(fresh, own, head)}")
         mapped.update({k: own[k] for k in fresh})

@@ -104,6 +104,14 @@ def test_yolov9tr_layout_round_trip():
     assert all(torch.equal(back[k], v) for k, v in model.state_dict().items())
 
 
+def test_psa_of_a_yolo9tr_file_moved_to_the_main_path_is_said():
+    model = zoo.create_model("vision/yolo9tr", num_classes=3, width=0.125, depth=1)
+    official = to_official_names(model.state_dict(), "yolov9tr")
+    main_psa = zoo.create_model("vision/yolo9tr_psa_main", num_classes=3, width=0.125, depth=1)
+    with pytest.warns(UserWarning, match="trained on the PGI branch; this model puts them on the main path"):
+        checkpoint_filter(official, main_psa)
+
+
 def test_other_size_is_a_clear_error(tmp_path):
     """A YOLOv9-c style file (layer 2 is RepNCSPELAN4, not ELAN-1) names the problem instead of listing keys."""
     path = tmp_path / "yolov9-c.pt"
