@@ -29,12 +29,13 @@ from typing import Literal
 import torch
 from torch import nn
 from zoo.vision._common import check_image_batch
+from zoo.vision.yolov9_official import checkpoint_filter, kwargs_from_checkpoint
 
 from zoo.blocks.detection import DFL, decode_levels, non_max_suppression
 from zoo.blocks.gelan import ELAN1, SPPELAN, AConv, ConvBNAct, RepConvN, RepNCSPELAN4
 from zoo.blocks.partial_attention import PartialSelfAttention
 from zoo.errors import InputShapeError
-from zoo.registry import Boxes, ModelCard, Paper, register_model
+from zoo.registry import Boxes, ModelCard, Paper, Preprocessing, WeightSet, register_model
 
 __all__ = ["DetectHead", "YOLO9tr"]
 
@@ -92,6 +93,9 @@ class YOLO9tr(nn.Module):
         width: channel multiplier for small test configurations (1.0 = the paper's).
         depth: RepNBottlenecks per RepNCSP (3 = the paper's).
         in_chans: input channels.
+        bn_momentum: momentum of every BatchNorm's running statistics (YOLOv9: 0.03, made for runs of tens of
+            thousands of steps; a run of a few hundred steps needs ~0.1, or the statistics that evaluation uses
+            lag far behind the weights).
 
     Shapes: forward (B, in_chans, H, W) with H, W multiples of 32 -> a list of heads (auxiliary first when built,
     main last), each [(B, 4 * reg_max + num_classes, H / s, W / s) for s in (8, 16, 32)].
@@ -101,7 +105,7 @@ class YOLO9tr(nn.Module):
     reg_max = 16
 
     def __init__(self, num_classes: int = 80, psa: PsaPlacement = "aux", aux: bool = True, width: float = 1.0,
-                 depth: int = 3, in_chans: int = 3):
+                 depth: int = 3, in_chans: int = 3, bn_momentum: float = 0.03):
         super().__init__()
         if psa not in ("aux", "main", "none"):
             raise ValueError(f"psa must be 'aux', 'main' or 'none', got {psa!r}")
@@ -131,6 +135,16 @@ class YOLO9tr(nn.Module):
         if psa != "none":
             self.psa = nn.ModuleList(PartialSelfAttention(w) for w in widths)  # P3, P4, P5
         self.head = DetectHead(widths, num_classes, self.strides, self.reg_max)
+        if not 0.0 < bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum must lie in (0, 1], got {bn_momentum}")
+        self.bn_momentum = bn_momentum
+        self.set_bn_momentum(bn_momentum)
+
+    def set_bn_momentum(self, momentum: float) -> None:
+        """Set the running-statistics momentum of every BatchNorm (also of heads made later by reset_classifier)."""
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = momentum
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`~zoo.errors.InputShapeError` unless ``x`` is a float (B, in_chans, H, W) batch with H and W
@@ -206,51 +220,91 @@ class YOLO9tr(nn.Module):
             new.cv2 = old.cv2
             setattr(self, name, new)
         self.num_classes = num_classes
+        self.set_bn_momentum(self.bn_momentum)
 
     def get_classifier(self) -> nn.Module:
-        return self.head.cv3
+        """The class branches of every head (the auxiliary one first, the main one last): what a new number of
+        classes re-initialises; the box branches and DFL stay."""
+        heads = (self.aux_head, self.head) if self.has_aux else (self.head,)
+        return nn.ModuleList(h.cv3 for h in heads)
 
 
 _PAPER = Paper("YOLO9tr: a lightweight model for pavement damage detection utilizing a generalized efficient layer "
                "aggregation network and attention mechanism", arxiv="2406.11254",
                venue="J. Real-Time Image Processing 21(5), 2024", code_url="https://github.com/Sompote/YOLO9tr")
 _LICENSE = "GPL-3.0 (official code, read for facts only; this is a clean-room implementation)"
-_RECIPES = {"quickstart": "yolo9tr_quickstart.yaml", "paper": "yolo9tr_rdd2022.yaml"}
+_RECIPES = {"quickstart": "yolo9tr_quickstart.yaml", "small_real": "yolo9tr_small_real.yaml",
+            "finetune": "yolo9tr_finetune.yaml", "paper": "yolo9tr_rdd2022.yaml"}
 _COMMON_NOTES = (
     "Input (3, H, W) RGB in [0, 1], H and W multiples of 32; forward gives raw DFL head maps, predict() decodes "
     "and runs class-aware NMS (torchvision batched_nms; conf 0.001, IoU 0.7, 300 detections for evaluation). "
     "Loss (zoo.tasks.detection): task-aligned assigner (top-k 10, alpha 0.5, beta 6), CIoU + DFL + BCE with gains "
-    "7.5 / 1.5 / 0.5, auxiliary head weighted 0.25. No official checkpoint can be fetched here (Google Drive "
-    "pickle of the repo's classes), so no weight set is listed. ")
+    "7.5 / 1.5 / 0.5, auxiliary head weighted 0.25. "
+    "Weights: the official YOLOv9 releases (whole pickled models, read without running them; their key map is "
+    "zoo.vision.yolov9_official) load by weight-set name or path; no sha256 is published for them and none could "
+    "be computed here (no download), so the download is NOT hash-checked: check the file yourself. "
+    "A different num_classes keeps the trunk, neck and box branches and re-initialises the class branches. "
+    "Recipes: quickstart (synthetic shapes: says nothing about your objects), small_real (a few dozen real images "
+    "from scratch on a CPU: ~0.12 mAP@0.5 on unseen tree-crown photos), finetune (YOLOv9-s COCO weights, a GPU). "
+    "YOLO9tr's own release (yolov9tr.pt) sits on Google Drive and is not listed; its layout (PSA at 29-31) loads "
+    "by path. ")
+_RELEASES = "https://github.com/WongKinYiu/yolov9/releases/download/v0.1/"
+_RELEASE_PAGE = "https://github.com/WongKinYiu/yolov9/releases/tag/v0.1"
+_WEIGHTS_LICENSE = "GPL-3.0 (released with the YOLOv9 code)"
+_COCO_INPUT = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=640, crop_pct=1.0)
+_HASH_UNKNOWN = " No published sha256: the download is not hash-checked."
+_YOLOV9_S = WeightSet(
+    name="official_yolov9_s_coco", num_classes=80, url=_RELEASES + "yolov9-s.pt", download_page=_RELEASE_PAGE,
+    file_name="yolov9-s.pt", license=_WEIGHTS_LICENSE, metrics={"coco_val2017_map": 46.8, "coco_val2017_map50": 63.4},
+    preprocessing=_COCO_INPUT,
+    description="YOLOv9-s trained on COCO (train_dual.py, 80 classes), the start the YOLO9tr paper fine-tuned from: "
+                "trunk, neck, PGI branch and both heads load; YOLO9tr's three PSA blocks start fresh (a warning "
+                "lists them). COCO numbers: the README's, of its converted deploy graph." + _HASH_UNKNOWN)
+_GELAN_S = WeightSet(
+    name="official_gelan_s_coco", num_classes=80, url=_RELEASES + "gelan-s.pt", download_page=_RELEASE_PAGE,
+    file_name="gelan-s.pt", license=_WEIGHTS_LICENSE, preprocessing=_COCO_INPUT,
+    description="GELAN-s trained on COCO without PGI (train.py, 80 classes): trunk, neck and the main head load; "
+                "into a training graph the PGI branch starts as a copy of its main-path twins and PSA fresh (a warning "
+                "says so)."
+                + _HASH_UNKNOWN)
+_YOLOV9_S_CONVERTED = WeightSet(
+    name="official_yolov9_s_converted_coco", num_classes=80, url=_RELEASES + "yolov9-s-converted.pt",
+    download_page=_RELEASE_PAGE, file_name="yolov9-s-converted.pt", license=_WEIGHTS_LICENSE,
+    metrics={"coco_val2017_map": 46.8, "coco_val2017_map50": 63.4}, preprocessing=_COCO_INPUT,
+    description="YOLOv9-s on COCO with the PGI branch removed (the README's deploy model, GELAN-s layout)."
+                + _HASH_UNKNOWN)
+_HOOKS = {"checkpoint_filter": checkpoint_filter, "kwargs_from_checkpoint": kwargs_from_checkpoint}
 
 
 @register_model("vision/yolo9tr", card=ModelCard(
     task="detection", paper=_PAPER, license=_LICENSE, num_params=10_258_880, macs=24_799_027_200,
-    input_shape=(3, 640, 640), output=Boxes(80), recipes=_RECIPES,
+    input_shape=(3, 640, 640), output=Boxes(80), recipes=_RECIPES, weights=(_YOLOV9_S, _GELAN_S),
     notes=_COMMON_NOTES + "As released: the three PSA blocks (128, 192, 256 channels; 1, 1, 2 heads) sit on the PGI "
           "auxiliary branch, which reparameterize() drops, so the deployed model (GELAN-s, 7,226,208 parameters at "
           "80 classes) has no attention; the paper's text describes attention in the detector, offered as "
           "vision/yolo9tr_psa_main. Training graph: 10,258,880 parameters at 80 classes (454,368 in PSA, "
-          "1,501,872 in the auxiliary head)."))
+          "1,501,872 in the auxiliary head)."), **_HOOKS)
 def yolo9tr(num_classes: int = 80, **kwargs) -> YOLO9tr:
     return YOLO9tr(num_classes=num_classes, psa="aux", **kwargs)
 
 
 @register_model("vision/yolo9tr_psa_main", card=ModelCard(
     task="detection", paper=_PAPER, license=_LICENSE, num_params=10_258_880, macs=24_799_027_200,
-    input_shape=(3, 640, 640), output=Boxes(80), recipes=_RECIPES,
+    input_shape=(3, 640, 640), output=Boxes(80), recipes=_RECIPES, weights=(_YOLOV9_S, _GELAN_S),
     notes=_COMMON_NOTES + "Variant: the same three PSA blocks on the main neck outputs (P3/P4/P5) that feed the "
           "deployed head, as the paper's text describes; the auxiliary branch has none. Not what produced the "
-          "paper's numbers (see vision/yolo9tr). Deploy graph keeps the attention (7,680,576 parameters)."))
+          "paper's numbers (see vision/yolo9tr). Deploy graph keeps the attention (7,680,576 parameters)."), **_HOOKS)
 def yolo9tr_psa_main(num_classes: int = 80, **kwargs) -> YOLO9tr:
     return YOLO9tr(num_classes=num_classes, psa="main", **kwargs)
 
 
 @register_model("vision/gelan_s", card=ModelCard(
     task="detection", paper=_PAPER, license=_LICENSE, num_params=7_226_208, macs=13_353_779_200,
-    input_shape=(3, 640, 640), output=Boxes(80), recipes=_RECIPES,
+    input_shape=(3, 640, 640), output=Boxes(80), recipes={k: v for k, v in _RECIPES.items() if k != "finetune"},
+    weights=(_YOLOV9_S_CONVERTED, _GELAN_S),
     notes=_COMMON_NOTES + "The deploy graph of vision/yolo9tr (and of YOLOv9-s): GELAN-s with the main DDetect "
           "head only, no auxiliary branch, no PSA; trains without PGI. yolo9tr.reparameterize() gives this graph "
-          "with the RepConvN branches fused."))
+          "with the RepConvN branches fused. Loading yolov9-s.pt here keeps its main head and leaves out the PGI "
+          "branch, as the official re-parameterisation does."), **_HOOKS)
 def gelan_s(num_classes: int = 80, **kwargs) -> YOLO9tr:
     return YOLO9tr(num_classes=num_classes, psa="none", aux=False, **kwargs)

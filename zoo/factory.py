@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def _head_size(model: nn.Module, state_dict: dict) -> int | None:
-    """Number of classes of the checkpoint's head, read off the weight of the model's classifier."""
-    for key in weights.classifier_keys(model):
+    """Number of classes of the checkpoint's head, read off the last weight of the model's classifier (in the
+    model's parameter order: the output layer of a head with several layers, e.g. a detector's class branch)."""
+    head = weights.classifier_keys(model)
+    for key in reversed([k for k, _ in model.named_parameters() if k in head]):
         if key.endswith("weight") and key in state_dict:
             return int(state_dict[key].shape[0])
     return None

@@ -313,8 +313,10 @@ def classifier_keys(model: nn.Module) -> set[str]:
     """State-dict keys of the model's classification head (empty when it has no ``get_classifier``)."""
     if not isinstance(model, Classifier):
         return set()
-    head_params = {id(p) for p in model.get_classifier().parameters()}
-    return {name for name, p in model.named_parameters() if id(p) in head_params}
+    head = model.get_classifier()
+    head_tensors = {id(t) for t in (*head.parameters(), *head.buffers())}
+    # buffers too: a head with normalisation layers (a detector's class branch) has running statistics to replace
+    return {name for name, t in (*model.named_parameters(), *model.named_buffers()) if id(t) in head_tensors}
 
 
 def _listing(keys: list[str], limit: int = 12) -> str:
