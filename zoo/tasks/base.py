@@ -178,6 +178,16 @@ class ZooTask(L.LightningModule):
         returns a one-line summary for the user."""
         raise NotImplementedError(f"{type(self).__name__} does not write predictions")
 
+    # --- the data module -------------------------------------------------------------------------------------
+    @property
+    def datamodule(self) -> Any:
+        """The data module of the trainer this task runs in; None without a trainer or a data module. What a task
+        may ask of it is a protocol of :mod:`zoo.data.contracts`."""
+        try:
+            return self.trainer.datamodule
+        except RuntimeError:  # not attached to a trainer
+            return None
+
     # --- figures ----------------------------------------------------------------------------------------------
     def run_recorder(self) -> RunRecorder | None:
         """The trainer's logger that keeps files with the run (figures, tables), if it has one."""
@@ -235,7 +245,7 @@ class ZooTask(L.LightningModule):
     def checkpoint_record(self) -> dict[str, Any]:
         """``checkpoint["zoo"]``: the model record (id + constructor arguments, all the hub reads), where its
         weights sit in the state dict, the task kind, the data module class and the task's extras."""
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = self.datamodule
         return {
             "model": dict(self.model.zoo_config),
             "weights_prefix": "ema.module." if self.ema is not None else "model.",

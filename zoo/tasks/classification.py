@@ -13,6 +13,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 from typing_extensions import override
 
+from zoo.data.contracts import ZooData
 from zoo.explain import default_target_layer, explanation_figure, grad_cam, unnormalise
 from zoo.tasks.base import ZooTask, write_csv
 from zoo.tasks.plots import confusion_matrix_figure
@@ -194,7 +195,7 @@ class ClassificationTask(ZooTask):
         """One CSV row per example: its path (when the data module lists them), top class and score, top 5."""
         indices = torch.cat([p["top_indices"] for p in predictions]).tolist()
         scores = torch.cat([p["top_scores"] for p in predictions]).tolist()
-        names = getattr(datamodule, "predict_paths", None) or range(len(indices))
+        names = (datamodule.predict_paths if isinstance(datamodule, ZooData) else None) or range(len(indices))
         rows = []
         for name, top, score in zip(names, indices, scores, strict=True):
             rows.append({

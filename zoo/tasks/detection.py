@@ -40,6 +40,7 @@ from torchmetrics.detection import MeanAveragePrecision
 from typing_extensions import override
 
 from zoo.blocks.detection import DetectionLoss, non_max_suppression
+from zoo.data.contracts import ZooData
 from zoo.tasks.base import ZooTask
 from zoo.tasks.registry import register_task
 
@@ -235,8 +236,8 @@ class DetectionTask(ZooTask):
     # --- steps ------------------------------------------------------------------------------------------------
     @override
     def on_train_epoch_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and callable(getattr(datamodule, "set_epoch", None)):
+        datamodule = self.datamodule
+        if isinstance(datamodule, ZooData):
             datamodule.set_epoch(self.current_epoch, self.trainer.max_epochs)
 
     @override
@@ -374,7 +375,7 @@ class DetectionTask(ZooTask):
                              "predictions.json), not a file")
         (output / "labels").mkdir(parents=True, exist_ok=True)
         (output / "images").mkdir(parents=True, exist_ok=True)
-        paths = list(getattr(datamodule, "predict_paths", None) or [])
+        paths = list((datamodule.predict_paths if isinstance(datamodule, ZooData) else None) or [])
         results, images, boxes_written = [], 0, 0
         for det in (d for batch in predictions for d in batch):
             index = det["index"]

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from typing_extensions import override
 
+from zoo.data.contracts import ForecastWindows
 from zoo.tasks.base import ZooTask, write_csv
 from zoo.tasks.registry import register_task
 
@@ -281,9 +282,9 @@ class ForecastingTask(ZooTask):
         arrays = self._stage_arrays(stage)
         if self.trainer.sanity_checking or not arrays:
             return
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule = self.datamodule
         series = times = None
-        if datamodule is not None and hasattr(datamodule, "series_ids"):
+        if isinstance(datamodule, ForecastWindows):
             series, times = datamodule.series_ids(stage), datamodule.target_times(stage)
             if len(series) != len(arrays["forecast"]):  # a limited number of batches
                 series = times = None

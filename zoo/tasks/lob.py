@@ -30,6 +30,7 @@ from torchmetrics.classification import (
 from torchmetrics.functional.classification import multiclass_f1_score
 from typing_extensions import override
 
+from zoo.data.contracts import LabelledSplits
 from zoo.tasks.classification import ClassificationTask
 from zoo.tasks.registry import register_task
 
@@ -92,8 +93,8 @@ class LOBTrendTask(ClassificationTask):
 
     def training_majority(self) -> int | None:
         """The most frequent class of the training labels, when the data module holds them (LOBData does)."""
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        train = getattr(datamodule, "splits", {}).get("train") if datamodule is not None else None
+        datamodule = self.datamodule
+        train = datamodule.splits.get("train") if isinstance(datamodule, LabelledSplits) else None
         labels = getattr(train, "y", None)
         if labels is None:
             return None

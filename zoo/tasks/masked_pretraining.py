@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from typing_extensions import override
 
+from zoo.data.contracts import ZooData
 from zoo.tasks.base import ZooTask, write_csv
 from zoo.tasks.registry import register_task
 
@@ -180,7 +181,7 @@ class MaskedPretrainingTask(ZooTask):
     def write_predictions(self, predictions: list[torch.Tensor], datamodule: Any, output: Path) -> str:
         """One CSV row per clip: its path (when the data module lists them) and its embedding."""
         features = torch.cat(predictions).float().cpu()
-        names = getattr(datamodule, "predict_paths", None) or range(len(features))
+        names = (datamodule.predict_paths if isinstance(datamodule, ZooData) else None) or range(len(features))
         rows = [{"input": str(name), **{f"f{i}": f"{v:.6f}" for i, v in enumerate(row.tolist())}}
                 for name, row in zip(names, features, strict=True)]
         return write_csv(rows, output)

@@ -20,6 +20,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 from typing_extensions import override
 
+from zoo.data.contracts import ZooData
 from zoo.errors import ZooError
 from zoo.tasks.base import ZooTask
 from zoo.tasks.registry import register_task
@@ -183,7 +184,7 @@ class RestorationTask(ZooTask):
 
         output = Path(output)
         output.mkdir(parents=True, exist_ok=True)
-        paths = getattr(datamodule, "predict_paths", None) or []
+        paths = (datamodule.predict_paths if isinstance(datamodule, ZooData) else None) or []
         count = 0
         for batch in predictions:
             for image, index in zip(batch["images"], batch["index"].tolist(), strict=True):

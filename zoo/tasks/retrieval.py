@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from zoo.blocks.retrieval import Candidates
+from zoo.data.contracts import CandidateTable
 
 __all__ = ["CANDIDATES_KEY", "RetrievalMixin"]
 
@@ -59,8 +60,8 @@ class RetrievalMixin:
         self._eval_keys = None
 
     def _candidates_from_datamodule(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is None or not hasattr(datamodule, "train_table"):
+        datamodule = self.datamodule
+        if not isinstance(datamodule, CandidateTable):
             raise RuntimeError(f"{self.model_id} retrieves from the training table: train with a tabular data "
                                "module, or load a checkpoint that holds the candidates")
         table = datamodule.train_table()

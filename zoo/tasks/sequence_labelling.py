@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from typing_extensions import override
 
+from zoo.data.contracts import NormalisedSequences
 from zoo.tasks.base import ZooTask
 from zoo.tasks.registry import register_task
 
@@ -148,11 +149,12 @@ class SequenceLabellingTask(ZooTask):
     # --- statistics from the data module ------------------------------------------------------------------------
     @override
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if stage == "fit" and datamodule is not None and getattr(datamodule, "feature_mean", None) is None:
+        datamodule = self.datamodule
+        if stage != "fit" or not isinstance(datamodule, NormalisedSequences):
+            return
+        if datamodule.feature_mean is None:
             datamodule.setup("fit")
-        if stage == "fit" and datamodule is not None:
-            self.set_statistics(datamodule.feature_mean, datamodule.feature_std, datamodule.positive_fraction)
+        self.set_statistics(datamodule.feature_mean, datamodule.feature_std, datamodule.positive_fraction)
 
     def set_statistics(self, mean: Any, std: Any, positive_fraction: float | None) -> None:
         """The training split's feature mean/std (z-scoring) and share of positive steps (loss weight)."""

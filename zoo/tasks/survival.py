@@ -35,6 +35,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
+from zoo.data.contracts import SurvivalCohort
 from zoo.tasks import survival_metrics as sm
 from zoo.tasks.base import ZooTask, write_csv
 from zoo.tasks.registry import register_task
@@ -139,12 +140,12 @@ class SurvivalTask(ZooTask):
     # --- the training part, from the data module ----------------------------------------------------------------
     @override
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or getattr(datamodule, "train_time", None) is None:
+        datamodule = self.datamodule
+        if not isinstance(datamodule, SurvivalCohort) or datamodule.train_time is None:
             return
         self.train_time, self.train_event = _array(datamodule.train_time), _array(datamodule.train_event)
         if not self.hparams.horizons:
-            self.horizons = [float(h) for h in getattr(datamodule, "horizons", None) or
+            self.horizons = [float(h) for h in datamodule.horizons or
                              default_horizons(self.train_time, self.train_event)]
 
     # --- forward and loss ---------------------------------------------------------------------------------------
@@ -217,10 +218,10 @@ class SurvivalTask(ZooTask):
     @torch.no_grad()
     def training_risks(self) -> np.ndarray | None:
         """Log-risks of the training part in order (the data module's ``baseline_dataloader``), or None."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        loader = getattr(datamodule, "baseline_dataloader", None)
-        if not callable(loader):
+        datamodule = self.datamodule
+        if not isinstance(datamodule, SurvivalCohort):
             return None
+        loader = datamodule.baseline_dataloader
         model, was_training = self.eval_model, self.eval_model.training
         model.eval()
         risks = []
