@@ -21,8 +21,15 @@ def test_own_data_keeps_the_recipe_image_size(recipe, size, tmp_path):
     from zoo.runner import ZooCLI
     from zoo.tasks import task_class_of
 
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    Image.new("RGB", (64, 48)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: images\nval: images\nnames: [tree]\n")
     args = [*_recipe_args("vision/yolo9tr", recipe), "--model.model", "vision/yolo9tr", "--trainer.logger", "false",
-            "--data.root", str(tmp_path)]
+            "--data.root", str(tmp_path / "data.yaml")]
     cli = ZooCLI(task_class_of("vision/yolo9tr"), args, run=False)
     assert cli.datamodule.hparams.image_size == size
 
