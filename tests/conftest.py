@@ -75,8 +75,9 @@ def trained_run(tmp_path_factory, learning):
     try:
         with contextlib.redirect_stdout(output):
             code = main(["train", "vision/eca_resnet18", "--data.root", str(images), "--data.image_size", "16",
-                         "--data.batch_size", "32", "--trainer.max_epochs", "4", "--optimizer.lr", str(learning.lr(0.003)),
-                         "--config", str(root / "override.yaml"), "--trainer.enable_progress_bar", "false"])
+                         "--data.batch_size", "32", "--trainer.max_epochs", "4",
+                         "--optimizer.lr", str(learning.lr(0.003)), "--config", str(root / "override.yaml"),
+                         "--trainer.enable_progress_bar", "false"])
     finally:
         os.chdir(old_cwd)
         if old_uri is not None:

@@ -6,9 +6,9 @@ tests/tasks/test_lob.py."""
 import lightning as L
 import pytest
 import torch
-
 from zoo.data.lob import LOBData
 from zoo.data.timeseries import TimeSeriesData
+
 from zoo.tasks.forecasting import ForecastingTask
 from zoo.tasks.lob import LOBTrendTask
 

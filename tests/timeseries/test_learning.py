@@ -4,8 +4,8 @@ rate 0 cannot reach (``ZOO_TEST_LR_SCALE=0`` runs them so; ``ZOO_TEST_SEED`` sho
 in tests/tasks/test_forecasting.py."""
 
 import lightning as L
-
 from zoo.data.timeseries import TimeSeriesData
+
 from zoo.tasks.forecasting import ForecastingTask
 
 QUIET = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False,

@@ -5,8 +5,8 @@ session's `zoo train` (tests/test_cli.py), HaloNet's and VMamba's are in their o
 tests/tasks/test_detection.py."""
 
 import lightning as L
-
 from zoo.data.restoration import DehazingData
+
 from zoo.tasks.registry import get_task_class
 
 QUIET = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False,
