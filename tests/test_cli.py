@@ -150,3 +150,17 @@ def test_ui_serves_the_same_store(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_runs_use_deterministic_algorithms_that_warn(capsys):
+    """README: torch's deterministic algorithms are on, ops without a deterministic kernel warn (not fail)."""
+    with pytest.raises(SystemExit):
+        main(["train", "vision/eca_resnet18", "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out)["trainer"]["deterministic"] == "warn"
+
+
+def test_halonet_quick_start_is_upscaled_to_256_px(capsys):
+    """README: HaloNet's digits quick start is upscaled to 256 px (its halo blocks need multiples of 256)."""
+    with pytest.raises(SystemExit):
+        main(["train", "vision/halonet26t", "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["image_size"] == 256
