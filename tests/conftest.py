@@ -145,6 +145,12 @@ class LearningCheck:
     def lr(self, value: float) -> float:
         return value * self.lr_scale
 
+    def scaled(self, optimizer: dict) -> dict:
+        """A recipe's optimizer config with its learning rate scaled."""
+        init_args = dict(optimizer.get("init_args", {}))
+        init_args["lr"] = self.lr(init_args["lr"])
+        return {**optimizer, "init_args": init_args}
+
     def optimizer(self, lr: float, class_path: str = "torch.optim.Adam", **init_args) -> dict:
         """An optimizer config as the tasks take it, at the scaled learning rate."""
         return {"class_path": class_path, "init_args": {"lr": self.lr(lr), **init_args}}
@@ -153,3 +159,20 @@ class LearningCheck:
 @pytest.fixture(scope="session")
 def learning() -> LearningCheck:
     return LearningCheck(float(os.environ.get("ZOO_TEST_LR_SCALE", "1")), int(os.environ.get("ZOO_TEST_SEED", "0")))
+
+
+@pytest.fixture(scope="session")
+def readme_figures():
+    """``readme_figures(pattern)``: the numbers README.md states where the regular expression ``pattern`` (with one
+    group per number) matches, so that a slow quick-start test asserts the figure README gives for it."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+    def figures(pattern: str) -> tuple[float, ...]:
+        found = re.search(pattern, text, flags=re.DOTALL)
+        assert found is not None, f"README.md no longer states {pattern!r}"
+        return tuple(float(g) for g in found.groups())
+
+    return figures

@@ -21,8 +21,8 @@ def fit_and_test(task, data, epochs):
 
 
 def test_mamba_forecaster_beats_persistence_on_co2(learning):
-    """A one-block Mamba forecaster (width 16) on the quick start's weekly Mauna Loa CO2 (52 weeks -> 4 ahead,
-    the window minus its last value), 4 epochs of Adam 3e-3. A month ahead persistence misses the seasonal cycle.
+    """A one-block Mamba forecaster (width 32) on the quick start's weekly Mauna Loa CO2 (52 weeks -> 4 ahead,
+    the window minus its last value), 8 epochs of Adam 3e-3. A month ahead persistence misses the seasonal cycle.
     Measured: see the report of issue 31; with lr 0 the forecast is persistence plus the untrained head's offset and
     this fails."""
     L.seed_everything(learning.seed)
@@ -30,10 +30,10 @@ def test_mamba_forecaster_beats_persistence_on_co2(learning):
                           scaler="standard", val_fraction=0.1, test_fraction=0.1, batch_size=64)
     task = ForecastingTask("timeseries/mamba_forecaster", window=52, horizon=4, loss="mse", window_norm="last",
                            season=52, target_scaling=data.target_scaling, naive_scale=data.naive_scale,
-                           target_names=data.target_names, model_kwargs={"dim": 16, "depth": 1},
+                           target_names=data.target_names, model_kwargs={"dim": 32, "depth": 1},
                            optimizer=learning.optimizer(3e-3))
-    results = fit_and_test(task, data, epochs=4)
-    assert results["test/mae"] < 0.8 * results["test/persistence_mae"], results
+    results = fit_and_test(task, data, epochs=8)
+    assert results["test/mae"] < 0.85 * results["test/persistence_mae"], results
 
 
 def test_regenn_beats_persistence_on_us_macro_data(learning):
