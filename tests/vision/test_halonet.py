@@ -187,10 +187,16 @@ def test_every_halo_layer_sees_whole_blocks_at_the_default_input():
 @pytest.mark.slow
 @pytest.mark.parametrize("model_id", ["vision/halonet_h3", "vision/halonet_h5", "vision/halonet_h7"])
 def test_big_paper_models_run_forward_backward_at_their_input(model_id):
+    """At the paper's input size every parameter takes part: each gets a finite gradient that is not zero
+    everywhere (a layer left out of the graph, or one whose halo blocks see only padding, would not), and two images
+    get different logits."""
     model = zoo.create_model(model_id, num_classes=10)
-    out = model(torch.randn(1, *get_card(model_id).input_shape))
-    out.sum().backward()
-    assert out.shape == (1, 10)
+    out = model(torch.randn(2, *get_card(model_id).input_shape, generator=torch.Generator().manual_seed(0)))
+    assert out.shape == (2, 10) and not torch.allclose(out[0], out[1])
+    torch.nn.functional.cross_entropy(out, torch.tensor([3, 7])).backward()
+    silent = [name for name, p in model.named_parameters()
+              if p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.abs().sum() > 0]
+    assert not silent, silent
 
 
 def test_tiny_halonet_learns_digits_with_the_quickstart_recipe(learning):
