@@ -73,18 +73,17 @@ def test_operating_point_statistics():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, learning):
     import lightning as L
     from zoo.data.icu import SepsisData, write_simulated_cohort
 
     root = tmp_path_factory.mktemp("sepsis")
-    L.seed_everything(0)
+    L.seed_everything(learning.seed)
     data = SepsisData(root=str(write_simulated_cohort(root / "cohort", 400)), val=0.25, test=0.25)
     task = SequenceLabellingTask("medical/sepsis_transformer", in_features=data.in_features, pretrained=None,
                                  model_kwargs={"d_model": 32, "dropout": 0.1}, decay_norm_and_bias=False,
                                  lr_scheduler=None, ema_decay=None,
-                                 optimizer={"class_path": "torch.optim.AdamW",
-                                            "init_args": {"lr": 1e-3, "weight_decay": 1e-3}})
+                                 optimizer=learning.optimizer(1e-3, "torch.optim.AdamW", weight_decay=1e-3))
     trainer = L.Trainer(max_epochs=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=root)
     trainer.fit(task, data)
