@@ -92,10 +92,13 @@ def trained(tmp_path_factory, learning):
 
 
 def test_a_short_run_beats_chance_and_sirs(trained):
+    """Against SIRS on the same test patients. With lr 0 the untrained transformer already ranks well (hourly AUROC
+    0.77 against SIRS's 0.72, patient AUROC 0.81 against 0.81: the simulated septic stays stand out), so the bars
+    are margins past SIRS that it does not reach; trained: 0.89 and 0.89 (6 s CPU)."""
     _, task, _, results, _ = trained
-    assert results["test/auroc_patient"] > 0.75
-    assert results["test/auroc_patient"] > results["test/sirs_auroc_patient"]
-    assert results["test/auroc_hourly"] > results["test/sirs_auroc_hourly"]
+    print({k: round(v, 3) for k, v in results.items()})
+    assert results["test/auroc_patient"] > max(0.75, results["test/sirs_auroc_patient"] + 0.05), results
+    assert results["test/auroc_hourly"] > results["test/sirs_auroc_hourly"] + 0.12, results
     assert results["test/utility"] > 0.2
     assert 0 < task.threshold < 1 and task.positive_weight > 5  # (1 - p) / p of ~5 % positive hours
 
