@@ -42,8 +42,8 @@ def assert_beats_constant_and_random_guesses(results):
 def test_tlob_beats_always_stationary_on_the_simulated_day(learning):
     """TLOB (one pair of axis layers, windows of 32) for 300 Adam steps at 3e-3. A constant predictor's macro F1 is
     at most 1/3 (here 0.24 for always-stationary, also the training majority). Measured (2 cores, loaded machine,
-    about 15 s CPU): macro F1 0.45, MCC 0.26; with lr 0 the untrained model says "down" throughout (macro F1 0.11, MCC 0) and
-    this fails."""
+    about 15 s CPU): macro F1 0.45, MCC 0.26; with lr 0 the untrained model says "down" throughout (macro F1 0.11,
+    MCC 0) and this fails."""
     results = train_lob("finance/tlob", learning, {"seq_len": 32, "num_layers": 1},
                         {"seq_len": 32, "batch_size": 128}, learning.optimizer(3e-3), batches=300)
     assert_beats_constant_and_random_guesses(results)

@@ -56,8 +56,8 @@ def test_biofusionnet_ranks_patients_past_a_random_ranking(learning):
 def test_medusa_tells_simulated_covid_opacities_from_clear_lungs(tmp_path, learning):
     """A ResNet-18 MEDUSA (body at 32 px) at 64 px on the quick start's simulated COVIDx-layout radiographs (half
     positive), 160 training images, 5 epochs of Adam 2e-3. The majority class is right on half the balanced test
-    images. Measured: accuracy 0.82 (about 33 s CPU); with lr 0 it stays at 0.55 (all but one image called negative) and this
-    fails."""
+    images. Measured: accuracy 0.82 (about 33 s CPU); with lr 0 it stays at 0.55 (all but one image called
+    negative) and this fails."""
     from zoo.data.covidx import CovidxData, write_simulated_covidx
 
     L.seed_everything(learning.seed)
