@@ -39,9 +39,9 @@ def test_mamba_forecaster_beats_persistence_on_co2(learning):
 
 def test_regenn_beats_persistence_on_us_macro_data(learning):
     """ReGENN (feed-forward 32) on the quick start's US macro data from statsmodels (real GDP, consumption and
-    investment; 7 quarters -> 7 ahead, the window minus its last value, MAE loss), 15 epochs of Adam 3e-3.
-    Measured: MAE 137 against persistence's 197 (0.70 of it); with lr 0 the untrained output is added to the last
-    quarter, MAE 355, and this fails."""
+    investment; 7 quarters -> 7 ahead, the window minus its last value, MAE loss), 15 epochs of Adam 3e-3. Measured: MAE
+    137 against persistence's 197 (0.70, 0.69, 0.68 of it with seeds 0, 1, 2); with lr 0 the untrained output is added
+    to the last quarter, MAE 355, and this fails."""
     L.seed_everything(learning.seed)
     data = TimeSeriesData(dataset="macrodata", target=["realgdp", "realcons", "realinv"], window=7, horizon=7,
                           split_on="targets", scaler="standard", val_fraction=0.1, test_fraction=0.1, batch_size=32)
