@@ -60,7 +60,7 @@ class TrainedRun:
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory):
+def trained_run(tmp_path_factory, learning):
     import contextlib
     import io
 
@@ -75,8 +75,9 @@ def trained_run(tmp_path_factory):
     try:
         with contextlib.redirect_stdout(output):
             code = main(["train", "vision/eca_resnet18", "--data.root", str(images), "--data.image_size", "16",
-                         "--data.batch_size", "32", "--trainer.max_epochs", "4", "--optimizer.lr", "0.003",
-                         "--config", str(root / "override.yaml"), "--trainer.enable_progress_bar", "false"])
+                         "--data.batch_size", "32", "--trainer.max_epochs", "4",
+                         "--optimizer.lr", str(learning.lr(0.003)), "--config", str(root / "override.yaml"),
+                         "--trainer.enable_progress_bar", "false"])
     finally:
         os.chdir(old_cwd)
         if old_uri is not None:
@@ -147,3 +148,47 @@ class LoopbackServers:
 @pytest.fixture(scope="session")
 def loopback() -> type[LoopbackServers]:
     return LoopbackServers
+
+
+class LearningCheck:
+    """What the learning tests (issue 31) train with: ``lr(x)`` scales a recipe's learning rate and ``seed`` seeds
+    the run. ``ZOO_TEST_LR_SCALE=0`` trains at learning rate 0, where every such test must fail (its docstring
+    says by how much); ``ZOO_TEST_SEED=1`` (2, ...) shows the spread the margins were set for."""
+
+    def __init__(self, lr_scale: float, seed: int):
+        self.lr_scale, self.seed = lr_scale, seed
+
+    def lr(self, value: float) -> float:
+        return value * self.lr_scale
+
+    def scaled(self, optimizer: dict) -> dict:
+        """A recipe's optimizer config with its learning rate scaled."""
+        init_args = dict(optimizer.get("init_args", {}))
+        init_args["lr"] = self.lr(init_args["lr"])
+        return {**optimizer, "init_args": init_args}
+
+    def optimizer(self, lr: float, class_path: str = "torch.optim.Adam", **init_args) -> dict:
+        """An optimizer config as the tasks take it, at the scaled learning rate."""
+        return {"class_path": class_path, "init_args": {"lr": self.lr(lr), **init_args}}
+
+
+@pytest.fixture(scope="session")
+def learning() -> LearningCheck:
+    return LearningCheck(float(os.environ.get("ZOO_TEST_LR_SCALE", "1")), int(os.environ.get("ZOO_TEST_SEED", "0")))
+
+
+@pytest.fixture(scope="session")
+def readme_figures():
+    """``readme_figures(pattern)``: the numbers README.md states where the regular expression ``pattern`` (with one
+    group per number) matches, so that a slow quick-start test asserts the figure README gives for it."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+    def figures(pattern: str) -> tuple[float, ...]:
+        found = re.search(pattern, text, flags=re.DOTALL)
+        assert found is not None, f"README.md no longer states {pattern!r}"
+        return tuple(float(g) for g in found.groups())
+
+    return figures

@@ -1,6 +1,7 @@
 """The zoo command: listing, cards, training on an ImageFolder, evaluation and prediction from checkpoints."""
 
 import csv
+import re
 
 import pytest
 import torch
@@ -47,11 +48,12 @@ def test_print_config_resolves_the_recipe_and_flags(capsys):
 
 
 def test_paper_recipe_and_timm_optimizers_parse(capsys):
-    for extra in (["--recipe", "paper"], ["--optimizer", "timm.optim.Lamb"], ["--optimizer", "timm.optim.Lars"]):
+    for extra, optimizer in ((["--recipe", "paper"], "torch.optim.SGD"), (["--optimizer", "timm.optim.Lamb"],
+                             "timm.optim.Lamb"), (["--optimizer", "timm.optim.Lars"], "timm.optim.Lars")):
         with pytest.raises(SystemExit):
             main(["train", "vision/eca_resnet50", *extra, "--print_config"])
         config = yaml.safe_load(capsys.readouterr().out)
-        assert config["optimizer"]["class_path"] in ("torch.optim.SGD", "timm.optim.Lamb", "timm.optim.Lars")
+        assert config["optimizer"]["class_path"] == optimizer, extra
     assert main(["train", "vision/eca_resnet50", "--recipe", "fast"]) == 1
 
 
@@ -71,6 +73,10 @@ def test_validate_test_and_predict_from_a_checkpoint(trained_run, tmp_path, caps
     assert main(["test", "--ckpt", trained_run.best, "--trainer.logger", "false"]) == 0
     assert "test/acc" in capsys.readouterr().out
     assert main(["validate", "vision/eca_resnet18", "--ckpt", trained_run.best, "--trainer.logger", "false"]) == 0
+    # the best checkpoint scores on the (seeded, so the same) validation split what training reported for it
+    monitor, best = re.search(r"best (\S+): ([0-9.]+)", trained_run.output).groups()
+    validated = re.search(rf"{re.escape(monitor)}\W+([0-9.]+)", capsys.readouterr().out)
+    assert validated is not None and float(validated.group(1)) == pytest.approx(float(best), abs=1e-3), monitor
     output = tmp_path / "predictions.csv"
     assert main(["predict", "--ckpt", trained_run.best, "--data.predict_path", str(trained_run.root / "digits"),
                  "--output", str(output), "--trainer.logger", "false"]) == 0
@@ -144,3 +150,17 @@ def test_ui_serves_the_same_store(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_runs_use_deterministic_algorithms_that_warn(capsys):
+    """README: torch's deterministic algorithms are on, ops without a deterministic kernel warn (not fail)."""
+    with pytest.raises(SystemExit):
+        main(["train", "vision/eca_resnet18", "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out)["trainer"]["deterministic"] == "warn"
+
+
+def test_halonet_quick_start_is_upscaled_to_256_px(capsys):
+    """README: HaloNet's digits quick start is upscaled to 256 px (its halo blocks need multiples of 256)."""
+    with pytest.raises(SystemExit):
+        main(["train", "vision/halonet26t", "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["image_size"] == 256

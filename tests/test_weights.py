@@ -136,13 +136,21 @@ def test_url_download_is_cached_and_hash_checked(tmp_path, source_model, http_se
     cached = list((tmp_path / "cache").rglob("eca.pth"))
     assert len(cached) == 1
     (root / "eca.pth").unlink()  # served no more: the cached copy is used (and re-hashed)
-    zoo.create_model(MODEL, pretrained=f"{base}/eca.pth#sha256={digest}")
+    _same_outputs(zoo.create_model(MODEL, pretrained=f"{base}/eca.pth#sha256={digest}"), source_model)
+    cached[0].write_bytes(cached[0].read_bytes()[:-10] + b"0123456789")  # so it was read, and hashed again
+    with pytest.raises(HashMismatchError):
+        zoo.create_model(MODEL, pretrained=f"{base}/eca.pth#sha256={digest}")
 
-    # torch-hub style: the file name carries a prefix of its sha256
+    # torch-hub style: the file name carries a prefix of its sha256, checked like a full hash
     torch.save(source_model.state_dict(), root / "tmp.pth")
-    named = f"eca-{hashlib.sha256((root / 'tmp.pth').read_bytes()).hexdigest()[:8]}.pth"
-    (root / "tmp.pth").rename(root / named)
-    zoo.create_model(MODEL, pretrained=f"{base}/{named}")
+    prefix = hashlib.sha256((root / "tmp.pth").read_bytes()).hexdigest()[:8]
+    wrong = f"{int(prefix[0], 16) ^ 1:x}{prefix[1:]}"  # the same prefix with its first digit changed
+    (root / "tmp.pth").rename(root / f"eca-{prefix}.pth")
+    (root / f"eca-{wrong}.pth").write_bytes((root / f"eca-{prefix}.pth").read_bytes())
+    _same_outputs(zoo.create_model(MODEL, pretrained=f"{base}/eca-{prefix}.pth"), source_model)
+    with pytest.raises(HashMismatchError, match=f"expected {wrong}"):
+        zoo.create_model(MODEL, pretrained=f"{base}/eca-{wrong}.pth")
+    assert not list((tmp_path / "cache").rglob(f"eca-{wrong}.pth"))
 
 
 def test_url_with_wrong_hash_is_refused_and_deleted(tmp_path, source_model, http_server):

@@ -25,7 +25,14 @@ def runs(cwd: Path):
 
 @pytest.mark.slow  # about 3 minutes on 2 CPU cores (seen passing by hand with these flags)
 def test_pretraining_run_chains_into_fine_tuning(tmp_path):
-    result = zoo_train(tmp_path, "audio/ssast_tiny_patch_pretrain", *SHORT,
+    """The fine-tuned encoder starts from the pretraining run's: after three fine-tuning steps its weights lie within
+    0.01 of the pretrained ones (a fresh initialisation lies much further). The pretraining run is seeded apart
+    from the fine-tuning run, so that a fine-tuning run that ignored the artifact would not start near it."""
+    import torch
+
+    import zoo
+
+    result = zoo_train(tmp_path, "audio/ssast_tiny_patch_pretrain", *SHORT, "--seed_everything", "7",
                        "--model.model_kwargs", '{"input_tdim": 128, "depth": 2}')
     assert result.returncode == 0, result.stderr[-3000:]
     client, (pretraining,) = runs(tmp_path)
@@ -38,6 +45,21 @@ def test_pretraining_run_chains_into_fine_tuning(tmp_path):
     assert "test/acc" in fine_tuning.data.metrics
     plots = {a.path for a in client.list_artifacts(fine_tuning.info.run_id, "plots")}
     assert "plots/test_confusion_matrix.png" in plots
+
+    shape = {"input_tdim": 96, "depth": 2, "fstride": 16, "tstride": 16, "num_classes": 10}
+    local = client.download_artifacts(pretraining.info.run_id, "pretrained/model.safetensors", str(tmp_path / "enc"))
+    pretrained = zoo.create_model("audio/ssast_tiny_patch", pretrained=local, **shape).state_dict()
+    checkpoint = f"{fine_tuning.info.artifact_uri.removeprefix('file://')}/checkpoints/last.ckpt"
+    fine_tuned = zoo.create_model("audio/ssast_tiny_patch", pretrained=checkpoint, **shape).state_dict()
+    torch.manual_seed(0)
+    fresh = zoo.create_model("audio/ssast_tiny_patch", **shape).state_dict()
+    encoder = [k for k, v in pretrained.items() if not k.startswith("mlp_head") and v.is_floating_point()]
+    assert len(encoder) > 20
+
+    def distance(state):
+        return max(float((state[k] - pretrained[k]).abs().max()) for k in encoder)
+
+    assert distance(fine_tuned) < 0.01 < distance(fresh), (distance(fine_tuned), distance(fresh))
 
 
 # The full quick start (10 epochs, 96 frames): measured 2026-12-04 on 2 CPU cores, 3 min 37 s for this test (the run

@@ -143,20 +143,20 @@ def test_metrics_are_on_the_original_scale():
 
 # --- a short run on a real series ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def co2_run(tmp_path_factory):
+def co2_run(tmp_path_factory, learning):
     import lightning as L
     from zoo.data.timeseries import TimeSeriesData, _embedded_frame
 
     root = tmp_path_factory.mktemp("co2")
     path = root / "co2.csv"
     _embedded_frame("co2").to_csv(path, index=False)  # weekly Mauna Loa CO2 1958-2001, 59 missing weeks
-    L.seed_everything(0)
+    L.seed_everything(learning.seed)
     data = TimeSeriesData(path=str(path), target="co2", window=52, horizon=4, missing="interpolate",
                           scaler="standard", batch_size=64)
     task = ForecastingTask("timeseries/lstm", window=52, horizon=4, window_norm="last", season=52,
                            target_scaling=data.target_scaling, naive_scale=data.naive_scale,
                            target_names=data.target_names, model_kwargs={"hidden": 16, "layers": 1},
-                           optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 3e-3}})
+                           optimizer=learning.optimizer(3e-3))
     trainer = L.Trainer(max_epochs=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=root)
     trainer.fit(task, data)

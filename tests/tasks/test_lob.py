@@ -40,15 +40,15 @@ def test_the_lob_cards_train_with_the_lob_task():
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(learning):
     import lightning as L
     from zoo.data.lob import LOBData
 
-    L.seed_everything(0)
+    L.seed_everything(learning.seed)
     data = LOBData(horizon=10, seq_len=32, batch_size=128)
     task = LOBTrendTask("finance/mlplob", num_classes=3, class_names=list(data.class_names), pretrained=None,
                         model_kwargs={"seq_len": 32, "num_layers": 1}, ema_decay=None, lr_scheduler=None,
-                        optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 3e-3}})
+                        optimizer=learning.optimizer(3e-3))
     trainer = L.Trainer(max_epochs=2, limit_train_batches=150, limit_val_batches=4, num_sanity_val_steps=0,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)

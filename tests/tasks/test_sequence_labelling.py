@@ -73,18 +73,17 @@ def test_operating_point_statistics():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, learning):
     import lightning as L
     from zoo.data.icu import SepsisData, write_simulated_cohort
 
     root = tmp_path_factory.mktemp("sepsis")
-    L.seed_everything(0)
+    L.seed_everything(learning.seed)
     data = SepsisData(root=str(write_simulated_cohort(root / "cohort", 400)), val=0.25, test=0.25)
     task = SequenceLabellingTask("medical/sepsis_transformer", in_features=data.in_features, pretrained=None,
                                  model_kwargs={"d_model": 32, "dropout": 0.1}, decay_norm_and_bias=False,
                                  lr_scheduler=None, ema_decay=None,
-                                 optimizer={"class_path": "torch.optim.AdamW",
-                                            "init_args": {"lr": 1e-3, "weight_decay": 1e-3}})
+                                 optimizer=learning.optimizer(1e-3, "torch.optim.AdamW", weight_decay=1e-3))
     trainer = L.Trainer(max_epochs=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=root)
     trainer.fit(task, data)
@@ -93,10 +92,13 @@ def trained(tmp_path_factory):
 
 
 def test_a_short_run_beats_chance_and_sirs(trained):
+    """Against SIRS on the same test patients. With lr 0 the untrained transformer already ranks well (hourly AUROC
+    0.77 against SIRS's 0.72, patient AUROC 0.81 against 0.81: the simulated septic stays stand out), so the bars
+    are margins past SIRS that it does not reach; trained: 0.89 and 0.89 (6 s CPU)."""
     _, task, _, results, _ = trained
-    assert results["test/auroc_patient"] > 0.75
-    assert results["test/auroc_patient"] > results["test/sirs_auroc_patient"]
-    assert results["test/auroc_hourly"] > results["test/sirs_auroc_hourly"]
+    print({k: round(v, 3) for k, v in results.items()})
+    assert results["test/auroc_patient"] > max(0.75, results["test/sirs_auroc_patient"] + 0.05), results
+    assert results["test/auroc_hourly"] > results["test/sirs_auroc_hourly"] + 0.12, results
     assert results["test/utility"] > 0.2
     assert 0 < task.threshold < 1 and task.positive_weight > 5  # (1 - p) / p of ~5 % positive hours
 

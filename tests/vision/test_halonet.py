@@ -187,15 +187,26 @@ def test_every_halo_layer_sees_whole_blocks_at_the_default_input():
 @pytest.mark.slow
 @pytest.mark.parametrize("model_id", ["vision/halonet_h3", "vision/halonet_h5", "vision/halonet_h7"])
 def test_big_paper_models_run_forward_backward_at_their_input(model_id):
+    """At the paper's input size every parameter takes part: each gets a finite gradient that is not zero
+    everywhere (a layer left out of the graph, or one whose halo blocks see only padding, would not), and two images
+    get different logits."""
     model = zoo.create_model(model_id, num_classes=10)
-    out = model(torch.randn(1, *get_card(model_id).input_shape))
-    out.sum().backward()
-    assert out.shape == (1, 10)
+    for module in model.modules():  # each block's last norm starts at 0 (timm's zero_init_last): no branch gradient
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(module.weight)
+    out = model(torch.randn(2, *get_card(model_id).input_shape, generator=torch.Generator().manual_seed(0)))
+    assert out.shape == (2, 10) and not torch.allclose(out[0], out[1])
+    torch.nn.functional.cross_entropy(out, torch.tensor([3, 7])).backward()
+    silent = [name for name, p in model.named_parameters()
+              if p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.abs().sum() > 0]
+    assert not silent, silent
 
 
-def test_tiny_halonet_learns_digits_with_the_quickstart_recipe():
+def test_tiny_halonet_learns_digits_with_the_quickstart_recipe(learning):
     """A small halonet26t (1/8 width; halo blocks b=2, h=1, so 64 px inputs fit) trained for 4 epochs on the bundled
-    digits by the task and data module `zoo train` uses, with the quickstart recipe's optimiser and schedule."""
+    digits by the task and data module `zoo train` uses, with the quickstart recipe's optimiser and schedule. The
+    majority class of the balanced digits scores 0.10 on the test images; with lr 0 the accuracy stays at 0.11 and
+    this fails."""
     import lightning as L
     from zoo.data.images import ImageClassificationData
 
@@ -204,12 +215,12 @@ def test_tiny_halonet_learns_digits_with_the_quickstart_recipe():
     from zoo.tasks.classification import ClassificationTask
 
     recipe = recipe_config(get_entry("vision/halonet26t"), "quickstart")
-    L.seed_everything(0)
+    L.seed_everything(learning.seed)
     small = {"width_factor": 0.125, "self_attn_kwargs": {"block_size": 2, "halo_size": 1, "num_heads": 4}}
     task = ClassificationTask(
         model="vision/halonet26t", num_classes=10, model_kwargs=small,
         label_smoothing=recipe["model"]["label_smoothing"],
-        optimizer=recipe["optimizer"], lr_scheduler=recipe["lr_scheduler"],
+        optimizer=learning.scaled(recipe["optimizer"]), lr_scheduler=recipe["lr_scheduler"],
     )
     assert task.model.input_multiple == 64
     data = ImageClassificationData(**{**recipe["data"]["init_args"], "image_size": 64})
@@ -217,4 +228,7 @@ def test_tiny_halonet_learns_digits_with_the_quickstart_recipe():
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(task, datamodule=data)
     accuracy = trainer.test(task, datamodule=data, verbose=False)[0]["test/acc"]
-    assert accuracy > 0.5, f"test accuracy {accuracy:.3f} after 4 epochs (chance 0.1)"
+    labels = torch.cat([batch[1] for batch in data.test_dataloader()])
+    majority = float((labels == labels.mode().values).float().mean())
+    print("test accuracy", accuracy, "majority", majority)
+    assert accuracy > majority + 0.4, f"test accuracy {accuracy:.3f} after 4 epochs (majority class {majority:.3f})"

@@ -227,10 +227,12 @@ def test_sizes_that_are_not_patch_multiples_are_named():
 
 
 @pytest.mark.parametrize("model_id", ["vision/vmamba_tiny", "vision/res_vmamba"])
-def test_tiny_model_learns_digits_with_the_quickstart_recipe(model_id):
+def test_tiny_model_learns_digits_with_the_quickstart_recipe(model_id, learning):
     """A tiny configuration (one block per stage, 24 channels, state size 4) trained for 3 epochs on the bundled
     digits at 32 px by the task and data module `zoo train` uses, with the quickstart recipe's optimiser and
-    schedule. Measured: test accuracy 0.97-0.98; 0.5-2.5 min per model on 2 shared cores."""
+    schedule. Measured: test accuracy 0.97-0.98; 0.5-2.5 min per model on 2 shared cores. The majority class of
+    the balanced digits scores 0.10 on the test images; with lr 0 the accuracy stays at 0.16 (VMamba) and 0.10
+    (Res-VMamba) and this fails."""
     import lightning as L
     from zoo.data.images import ImageClassificationData
 
@@ -239,15 +241,18 @@ def test_tiny_model_learns_digits_with_the_quickstart_recipe(model_id):
     from zoo.tasks.classification import ClassificationTask
 
     recipe = recipe_config(get_entry(model_id), "quickstart")
-    L.seed_everything(0)
+    L.seed_everything(learning.seed)
     task = ClassificationTask(
         model=model_id, num_classes=10, model_kwargs={**TINY, "d_state": 4, "drop_path_rate": 0.0},
         label_smoothing=recipe["model"]["label_smoothing"],
-        optimizer=recipe["optimizer"], lr_scheduler=recipe["lr_scheduler"],
+        optimizer=learning.scaled(recipe["optimizer"]), lr_scheduler=recipe["lr_scheduler"],
     )
     data = ImageClassificationData(**recipe["data"]["init_args"])
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(task, datamodule=data)
     accuracy = trainer.test(task, datamodule=data, verbose=False)[0]["test/acc"]
-    assert accuracy > 0.5, f"test accuracy {accuracy:.3f} after 3 epochs (chance 0.1)"
+    labels = torch.cat([batch[1] for batch in data.test_dataloader()])
+    majority = float((labels == labels.mode().values).float().mean())
+    print(model_id, "test accuracy", accuracy, "majority", majority)
+    assert accuracy > majority + 0.4, f"test accuracy {accuracy:.3f} after 3 epochs (majority class {majority:.3f})"
