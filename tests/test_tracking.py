@@ -314,7 +314,7 @@ def test_while_the_server_is_away_the_queue_is_retried_once_every_30_s(tmp_path,
     back."""
     from mlflow.entities import Metric
 
-    from zoo.tracking import BufferedClient
+    from zoo.offline_queue import BufferedClient
 
     class Server:
         up, calls, logged = False, 0, []

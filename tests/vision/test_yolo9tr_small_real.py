@@ -17,11 +17,11 @@ REPO = Path(__file__).parents[2]
 def test_own_data_keeps_the_recipe_image_size(recipe, size, tmp_path):
     """A detection recipe's image size is an explicit value: a user's own data (``--data.root``) keeps it (only an
     argument left at None is resolved from the card or the weights)."""
+    from PIL import Image
+
     from zoo.cli import _recipe_args
     from zoo.runner import ZooCLI
     from zoo.tasks import task_class_of
-
-    from PIL import Image
 
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
