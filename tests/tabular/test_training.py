@@ -51,7 +51,9 @@ def test_tabr_binary_beats_the_majority_class(learning):
     labels = data.split_tensors("test").y
     majority = float((labels == labels.mode().values).float().mean())
     assert metrics["test/acc"] > max(0.9, majority + 0.2), (metrics, majority)
-    assert metrics["test/roc_auc"] > 0.95 and "test/f1_macro" in metrics
+    # 0.942 since the data module orders each epoch with the run's EpochSampler (as `zoo train` always did; 0.974
+    # with torch's global shuffle before); a constant score gives 0.5
+    assert metrics["test/roc_auc"] > 0.93 and "test/f1_macro" in metrics
 
 
 def test_mlp_multiclass_and_context_freeze(learning):
