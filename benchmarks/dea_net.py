@@ -27,17 +27,15 @@ import sys
 import time
 from pathlib import Path
 
-import lightning as L
 import torch
 from zoo.data.restoration import DehazingData, PairedImages, find_pairs
 
 import zoo
 from benchmarks._common import load_average, write_report
 from benchmarks.dark_channel_prior import dark_channel_prior
-from zoo.tasks.registry import get_task_class
+from benchmarks.dehazing_real_depth import RECIPE, train_recipe
 from zoo.tasks.restoration import restoration_metrics
 
-QUICKSTART_KWARGS = {"base_dim": 8, "depths": (1, 1, 2)}
 SIMULATED_TEST = "SIMULATED haze on real photos no model saw: the offline default's test split"
 
 
@@ -53,19 +51,6 @@ def _evaluate(pairs, restore) -> dict[str, float]:
             psnr.append(float(values["psnr"]))
             ssim.append(float(values["ssim"]))
     return {"psnr": statistics.fmean(psnr), "ssim": statistics.fmean(ssim)}
-
-
-def _train_quickstart(epochs: int) -> torch.nn.Module:
-    torch.manual_seed(0)
-    data = DehazingData(crop_size=64, batch_size=8, repeats=1, num_workers=0, eval_batch_size=12)
-    task = get_task_class("image_restoration")(
-        "vision/dea_net", model_kwargs=QUICKSTART_KWARGS, grid_images=0,
-        optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 2e-3}},
-        lr_scheduler={"class_path": "zoo.tasks.schedules.WarmupCosineLR", "init_args": {"warmup_steps": 0.05}})
-    L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-              accelerator="cpu").fit(task, datamodule=data)
-    return task.model.eval()
 
 
 def _restorer(model: torch.nn.Module):
@@ -128,7 +113,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", help="a zoo DEA-Net checkpoint to evaluate instead of training the quick start")
     parser.add_argument("--test-root", help="test pairs (hazy/ + clear/); default: the offline default's test set")
-    parser.add_argument("--epochs", type=int, default=4, help="quick-start epochs when no --ckpt")
     parser.add_argument("--repeats", type=int, default=5, help="timed forwards of each graph")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dea_net.md"))
@@ -144,7 +128,7 @@ def main() -> None:
         pairs = data.test_pairs
     started = time.perf_counter()
     model = (zoo.create_model("vision/dea_net", pretrained=args.ckpt).eval() if args.ckpt
-             else _train_quickstart(args.epochs))
+             else train_recipe(RECIPE))
     train_s = time.perf_counter() - started
     quality = {
         "hazy input": _evaluate(pairs, lambda hazy: hazy),
@@ -160,8 +144,8 @@ def main() -> None:
              f"{' --test-root ' + args.test_root if args.test_root else ''}` on {platform.processor() or 'CPU'}, "
              f"{args.threads} threads, torch {torch.__version__}; {load_before} before, {load_after} after.", "",
              f"Test pairs: {len(pairs)} ({args.test_root or SIMULATED_TEST})."
-             + ("" if args.ckpt else f" DEA-Net: the quick-start configuration ({QUICKSTART_KWARGS}), "
-                f"{args.epochs} epochs, trained here in {train_s:.0f} s."), "",
+             + ("" if args.ckpt else f" DEA-Net: the quick-start recipe ({RECIPE.name}), trained here in "
+                f"{train_s:.0f} s."), "",
              "| method | PSNR (dB) | SSIM |", "|---|---|---|"]
     lines += [f"| {name} | {q['psnr']:.2f} | {q['ssim']:.4f} |" for name, q in quality.items()]
     lines += ["", "Full-size DEA-Net (base width 32, 4/4/8 blocks) at 1x3x256x256, eval, no grad:", "",

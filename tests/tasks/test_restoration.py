@@ -43,22 +43,16 @@ def test_reflect_padding_to_a_multiple_of_four_and_crop_back():
 
 
 @pytest.mark.slow
-def test_training_beats_the_hazy_input():
-    """The quick start's configuration (base width 8, 1/1/2 blocks, 64 px crops, 4 epochs, Adam 2e-3 cosine) on
-    the simulated haze over real photos never seen in training. Measured: test PSNR 17.07 dB against the hazy
-    input's 15.15 dB; SSIM 0.71 against the input's 0.82 (so small a model smooths fine texture: only PSNR is
-    asserted). About 3.5 minutes on 2 CPU cores."""
-    torch.manual_seed(0)
-    data = DehazingData(crop_size=64, batch_size=8, repeats=1, num_workers=0, eval_batch_size=12)
-    task = get_task_class("image_restoration")(
-        "vision/dea_net", model_kwargs={"base_dim": 8, "depths": (1, 1, 2)}, grid_images=0,
-        optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 2e-3}},
-        lr_scheduler={"class_path": "zoo.tasks.schedules.WarmupCosineLR", "init_args": {"warmup_steps": 0.05}})
-    trainer = L.Trainer(max_epochs=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu")
-    trainer.fit(task, datamodule=data)
-    result = trainer.test(task, datamodule=data, verbose=False)[0]
-    assert result["test/psnr"] > result["test/input_psnr"] + 1.0, result
+def test_quick_start_improves_haze_over_real_depth_it_never_saw():
+    """The quick-start recipe (vision/recipes/dea_net_quickstart.yaml) on the offline default (simulated haze over
+    simulated scene depth), then scored on the held-out OAK-D scenes hazed over their real stereo depth
+    (benchmarks/real_depth_haze.py): above the hazy input in PSNR and not below it in SSIM. Measured (see the
+    model card): MEASURED_HERE. A few minutes on 2 CPU cores."""
+    from benchmarks.dehazing_real_depth import RECIPE, evaluate, model_restorer, train_recipe
+
+    model = train_recipe(RECIPE)
+    hazy, ours = evaluate(lambda x: x, "oakd"), evaluate(model_restorer(model), "oakd")
+    assert ours["psnr"] > hazy["psnr"] + 0.5 and ours["ssim"] >= hazy["ssim"], (ours, hazy)
 
 
 def test_predictions_keep_the_original_size(tmp_path):
