@@ -6,7 +6,8 @@ One run, side by side:
    ``RESIDE/SOTS/indoor``): PSNR / SSIM (the paper's settings, per image) of the hazy input itself, of the dark
    channel prior (He, Sun, Tang, CVPR 2009: 15x15 dark channel, airlight from the brightest 0.1 % of it,
    omega 0.95, t0 0.1; the transmission refined with a guided filter, He et al. 2010, in place of the 2009 paper's
-   soft matting, written here), and of DEA-Net: trained here with the quick start's configuration, or ``--ckpt``.
+   soft matting: ``benchmarks/dark_channel_prior.py``), and of DEA-Net: trained here with the quick start's
+   configuration, or ``--ckpt``.
 2. Forward time of the full-size training graph (DEConv, 7,789,313 parameters) against the re-parameterised deploy
    graph (3,653,377) at 256x256, alternating the two, and the peak extra memory of one forward of each (resident
    set growth over the forward in a fresh process, sampled every 0.5 ms).
@@ -26,58 +27,16 @@ import sys
 import time
 from pathlib import Path
 
-import lightning as L
 import torch
-import torch.nn.functional as F
 from zoo.data.restoration import DehazingData, PairedImages, find_pairs
 
 import zoo
 from benchmarks._common import load_average, write_report
-from zoo.tasks.registry import get_task_class
+from benchmarks.dark_channel_prior import dark_channel_prior
+from benchmarks.dehazing_real_depth import RECIPE, train_recipe
 from zoo.tasks.restoration import restoration_metrics
 
-QUICKSTART_KWARGS = {"base_dim": 8, "depths": (1, 1, 2)}
 SIMULATED_TEST = "SIMULATED haze on real photos no model saw: the offline default's test split"
-
-
-# --- the dark channel prior ------------------------------------------------------------------------------------
-def _min_filter(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Minimum over a size x size window (B, C, H, W) -> same shape (edges replicate-padded)."""
-    pad = size // 2
-    return -F.max_pool2d(F.pad(-x, (pad, pad, pad, pad), mode="replicate"), size, stride=1)
-
-
-def _box(x: torch.Tensor, radius: int) -> torch.Tensor:
-    size = 2 * radius + 1
-    return F.avg_pool2d(F.pad(x, (radius,) * 4, mode="reflect"), size, stride=1)
-
-
-def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int = 30, eps: float = 1e-4) -> torch.Tensor:
-    """He, Sun, Tang's guided filter with a grey guide: guide, src (B, 1, H, W) -> filtered src (B, 1, H, W)."""
-    radius = min(radius, (min(guide.shape[-2:]) - 1) // 2)
-    mean_i, mean_p = _box(guide, radius), _box(src, radius)
-    cov = _box(guide * src, radius) - mean_i * mean_p
-    var = _box(guide * guide, radius) - mean_i ** 2
-    a = cov / (var + eps)
-    b = mean_p - a * mean_i
-    return _box(a, radius) * guide + _box(b, radius)
-
-
-def dark_channel_prior(hazy: torch.Tensor, patch: int = 15, omega: float = 0.95, t0: float = 0.1,
-                       top: float = 0.001) -> torch.Tensor:
-    """Dehaze hazy (B, 3, H, W) in [0, 1] by the dark channel prior; returns (B, 3, H, W) in [0, 1]."""
-    dark = _min_filter(hazy.amin(1, keepdim=True), patch)                          # (B, 1, H, W)
-    b, _, h, w = hazy.shape
-    k = max(1, int(top * h * w))
-    index = dark.flatten(1).topk(k, dim=1).indices                                  # (B, k)
-    candidates = hazy.flatten(2).gather(2, index[:, None].expand(b, 3, k))          # (B, 3, k)
-    brightest = candidates.sum(1).argmax(1)                                         # (B,)
-    airlight = candidates[torch.arange(b), :, brightest][..., None, None]           # (B, 3, 1, 1)
-    normalised = hazy / airlight.clamp_min(1e-3)
-    transmission = 1 - omega * _min_filter(normalised.amin(1, keepdim=True), patch)
-    grey = hazy.mean(1, keepdim=True)
-    transmission = guided_filter(grey, transmission).clamp_min(t0)
-    return ((hazy - airlight) / transmission + airlight).clamp(0, 1)
 
 
 # --- quality -----------------------------------------------------------------------------------------------------
@@ -92,19 +51,6 @@ def _evaluate(pairs, restore) -> dict[str, float]:
             psnr.append(float(values["psnr"]))
             ssim.append(float(values["ssim"]))
     return {"psnr": statistics.fmean(psnr), "ssim": statistics.fmean(ssim)}
-
-
-def _train_quickstart(epochs: int) -> torch.nn.Module:
-    torch.manual_seed(0)
-    data = DehazingData(crop_size=64, batch_size=8, repeats=1, num_workers=0, eval_batch_size=12)
-    task = get_task_class("image_restoration")(
-        "vision/dea_net", model_kwargs=QUICKSTART_KWARGS, grid_images=0,
-        optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 2e-3}},
-        lr_scheduler={"class_path": "zoo.tasks.schedules.WarmupCosineLR", "init_args": {"warmup_steps": 0.05}})
-    L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-              accelerator="cpu").fit(task, datamodule=data)
-    return task.model.eval()
 
 
 def _restorer(model: torch.nn.Module):
@@ -167,7 +113,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", help="a zoo DEA-Net checkpoint to evaluate instead of training the quick start")
     parser.add_argument("--test-root", help="test pairs (hazy/ + clear/); default: the offline default's test set")
-    parser.add_argument("--epochs", type=int, default=4, help="quick-start epochs when no --ckpt")
     parser.add_argument("--repeats", type=int, default=5, help="timed forwards of each graph")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dea_net.md"))
@@ -183,7 +128,7 @@ def main() -> None:
         pairs = data.test_pairs
     started = time.perf_counter()
     model = (zoo.create_model("vision/dea_net", pretrained=args.ckpt).eval() if args.ckpt
-             else _train_quickstart(args.epochs))
+             else train_recipe(RECIPE))
     train_s = time.perf_counter() - started
     quality = {
         "hazy input": _evaluate(pairs, lambda hazy: hazy),
@@ -199,8 +144,8 @@ def main() -> None:
              f"{' --test-root ' + args.test_root if args.test_root else ''}` on {platform.processor() or 'CPU'}, "
              f"{args.threads} threads, torch {torch.__version__}; {load_before} before, {load_after} after.", "",
              f"Test pairs: {len(pairs)} ({args.test_root or SIMULATED_TEST})."
-             + ("" if args.ckpt else f" DEA-Net: the quick-start configuration ({QUICKSTART_KWARGS}), "
-                f"{args.epochs} epochs, trained here in {train_s:.0f} s."), "",
+             + ("" if args.ckpt else f" DEA-Net: the quick-start recipe ({RECIPE.name}), trained here in "
+                f"{train_s:.0f} s."), "",
              "| method | PSNR (dB) | SSIM |", "|---|---|---|"]
     lines += [f"| {name} | {q['psnr']:.2f} | {q['ssim']:.4f} |" for name, q in quality.items()]
     lines += ["", "Full-size DEA-Net (base width 32, 4/4/8 blocks) at 1x3x256x256, eval, no grad:", "",

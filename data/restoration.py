@@ -12,15 +12,17 @@ Degraded folders are named ``hazy``, ``haze``, ``IN`` or ``input``; clean ones `
 ``target`` or ``clean``.
 
 Offline default (:func:`write_synthetic_haze`): the real photos bundled with scikit-learn (china, flower),
-matplotlib (grace_hopper) and scikit-image (scenes and textures, when installed) are cut into tiles, and each tile
-is hazed ten times (as RESIDE ITS does) with
-the atmospheric scattering model ``I = J t + A (1 - t)``, ``t = exp(-beta d)``, beta ~ U(0.6, 1.8) (RESIDE's range)
-and A ~ U(0.7, 1.0) drawn per image and written into the file name as RESIDE does, over a synthetic depth ``d``
-(farther towards the top of the photo, with smooth random variation, drawn anew for every hazy version; real
-depth is not available offline). The
-files are written once into ``cache_root()/dehazing_photos`` in the RESIDE layout and read by the same reader as
-user data; whole photos are kept apart between train, val and test. Simulated haze: the card, a README.txt in the
-folder and ``describe()`` say so.
+matplotlib (grace_hopper) and scikit-image (scenes and textures, when installed; never its stereo motorcycle, which
+is reserved for evaluation) are resized to three scales, and each resized photo is hazed six times as a whole with
+the atmospheric scattering model ``I = J t + A (1 - t)``, ``t = exp(-beta d)``, beta ~ U(0.4, 2.0) and
+A ~ U(0.6, 1.0) (wider than RESIDE's 0.6-1.8 and 0.7-1.0) drawn per hazy version and written into the file name as
+RESIDE does, over a SIMULATED depth ``d`` with the structure of real scenes (:mod:`zoo.data.scene_depth`: a ray-cast
+room, street, open ground or tilted surface, with the photo's own segments stood up on it as objects, so depth
+edges fall on image edges; scaled by its 99th percentile), and then cut into 128x128 tiles. No measured depth
+ships offline. The files are written once into ``cache_root()/dehazing_photos`` in the RESIDE layout and read by the
+same reader as user data; whole photos are kept apart between train, val and test. Simulated haze over simulated
+depth: the card, a README.txt in the folder and ``describe()`` say so. Haze over REAL depth, held out, is measured by
+``benchmarks/dehazing_real_depth.py``.
 """
 
 from __future__ import annotations
@@ -46,13 +48,17 @@ from zoo.errors import DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DehazingData", "PairedImages", "find_pairs", "read_rgb", "synthesise_haze", "write_synthetic_haze"]
+__all__ = ["DehazingData", "PairedImages", "find_pairs", "read_rgb", "synthesise_haze", "training_photos",
+           "write_synthetic_haze"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 HAZY_FOLDERS = ("hazy", "haze", "IN", "input")
 CLEAR_FOLDERS = ("clear", "gt", "GT", "target", "clean")
 SOTS_HAZY_SIZE, SOTS_CLEAR_SIZE = (460, 620), (480, 640)  # (H, W)
-SYNTHETIC_NAME, SYNTHETIC_VERSION = "dehazing_photos", "2"
+SYNTHETIC_NAME, SYNTHETIC_VERSION = "dehazing_photos", "3"
+SHORT_SIDES = (256, 384, 512)  # each photo at three scales: more (and differently framed) tiles
+BETA_RANGE, AIRLIGHT_RANGE = (0.4, 2.0), (0.6, 1.0)  # wider than RESIDE's (0.6, 1.8) and (0.7, 1.0)
+EVALUATION_ONLY = ("stereo_motorcycle", "motorcycle")  # scikit-image's real-depth pair: held out, never trained on
 # scikit-image's photographs of scenes and textures (grey ones as three equal channels) and matplotlib's portrait,
 # on top of scikit-learn's two: dehazing must generalise across scenes, which three training photos do not teach
 RESTORATION_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "brick", "grass",
@@ -173,44 +179,42 @@ class PredictImages(Dataset):
         return _to_tensor(read_rgb(self.paths[index])), index
 
 
-# --- the offline default: physical haze on real photos ---------------------------------------------------------
-def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int = 4) -> np.ndarray:
-    """A smooth random field in [0, 1] (bilinear upsampling of a coarse grid)."""
-    coarse = Image.fromarray((rng.random((cells, cells)) * 255).astype(np.uint8))
-    return np.asarray(coarse.resize((w, h), Image.BILINEAR), dtype=np.float32) / 255.0
-
-
-def synthetic_depth(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """A plausible relative depth (H, W) in [0.1, 1]: farther towards the top, with smooth variation."""
-    rows = np.linspace(1.0, 0.0, h, dtype=np.float32)[:, None].repeat(w, axis=1)
-    depth = 0.65 * rows + 0.35 * _smooth_noise(rng, h, w)
-    depth = (depth - depth.min()) / max(1e-6, float(depth.max() - depth.min()))
-    return 0.1 + 0.9 * depth
-
-
+# --- the offline default: physical haze on real photos over scene-structured depth -----------------------------
 def synthesise_haze(clear: np.ndarray, depth: np.ndarray, beta: float, airlight: float) -> np.ndarray:
     """The atmospheric scattering model: I = J t + A (1 - t), t = exp(-beta d). clear (H, W, 3) in [0, 1]."""
     t = np.exp(-beta * depth)[..., None]
     return np.clip(clear * t + airlight * (1.0 - t), 0.0, 1.0)
 
 
-def _tiles(photo: np.ndarray, size: int, short_side: int) -> list[np.ndarray]:
+def _resize_short_side(photo: np.ndarray, short_side: int) -> np.ndarray:
     image = Image.fromarray(photo)
     scale = short_side / min(image.size)
-    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
-    array = np.asarray(image)
-    return [array[y:y + size, x:x + size] for y in range(0, array.shape[0] - size + 1, size)
-            for x in range(0, array.shape[1] - size + 1, size)]
+    return np.asarray(image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC))
 
 
-def write_synthetic_haze(folder: Path, tile: int = 128, short_side: int = 384, hazy_per_clear: int = 10,
-                         val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0) -> Path:
+def _tile_corners(h: int, w: int, size: int) -> list[tuple[int, int]]:
+    return [(y, x) for y in range(0, h - size + 1, size) for x in range(0, w - size + 1, size)]
+
+
+def _to_png(image: np.ndarray, path: Path) -> None:
+    Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+
+
+def write_synthetic_haze(folder: Path, tile: int = 128, short_sides: Sequence[int] = SHORT_SIDES,
+                         hazy_per_clear: int = 6, val_fraction: float = 0.15, test_fraction: float = 0.15,
+                         seed: int = 0) -> Path:
     """Write hazy/clear pairs made from the bundled photos into ``folder/{train,val,test}/{hazy,clear}`` (RESIDE
-    layout: ``hazy/<id>_<A>_<beta>.png``, ``clear/<id>.png``), once; returns ``folder``."""
+    layout: ``hazy/<id>_<A>_<beta>.png``, ``clear/<id>.png``), once; returns ``folder``.
+
+    Each photo is resized to every short side of ``short_sides``; each resized photo is hazed ``hazy_per_clear``
+    times as a whole, each time over a new scene depth (:func:`zoo.data.scene_depth.scene_depth`) with its own beta
+    and A, and then cut into ``tile`` x ``tile`` tiles, so a tile's depth is part of a whole scene's."""
+    from zoo.data.scene_depth import object_segments, relative_depth, scene_depth
+
     if (folder / "VERSION").is_file() and (folder / "VERSION").read_text().strip() == SYNTHETIC_VERSION:
         return folder
     rng = np.random.default_rng(seed)
-    photos = bundled_photos(RESTORATION_PHOTOS, ("grace_hopper.jpg",))
+    photos = training_photos()
     names = sorted(photos)
     split = grouped_split(names, val_fraction, test_fraction, seed) if len(names) >= 3 else None
     part_of = {}
@@ -222,29 +226,38 @@ def write_synthetic_haze(folder: Path, tile: int = 128, short_side: int = 384, h
     counts = {"train": 0, "val": 0, "test": 0}
     next_id = 1
     for name in names:
-        for k, clear_tile in enumerate(_tiles(photos[name], tile, short_side)):
-            part = part_of[name] if split else ("train", "val", "test")[k % 3]
-            out = staging / part
-            (out / "hazy").mkdir(parents=True, exist_ok=True)
-            (out / "clear").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(clear_tile).save(out / "clear" / f"{next_id}.png")
-            clear = clear_tile.astype(np.float32) / 255.0
+        for short_side in short_sides:
+            photo = _resize_short_side(photos[name], short_side)
+            corners = _tile_corners(*photo.shape[:2], tile)
+            segments = object_segments(photo)
+            clear = photo.astype(np.float32) / 255.0
+            ids = []
+            for k, (y, x) in enumerate(corners):
+                part = part_of[name] if split else ("train", "val", "test")[k % 3]
+                out = staging / part
+                (out / "hazy").mkdir(parents=True, exist_ok=True)
+                (out / "clear").mkdir(parents=True, exist_ok=True)
+                _to_png(clear[y:y + tile, x:x + tile], out / "clear" / f"{next_id}.png")
+                ids.append((next_id, out, part))
+                next_id += 1
             for _ in range(hazy_per_clear):
-                depth = synthetic_depth(tile, tile, rng)
-                beta, airlight = float(rng.uniform(0.6, 1.8)), float(rng.uniform(0.7, 1.0))
-                hazy = synthesise_haze(clear, depth, round(beta, 2), round(airlight, 2))
-                Image.fromarray((hazy * 255 + 0.5).astype(np.uint8)).save(
-                    out / "hazy" / f"{next_id}_{airlight:.2f}_{beta:.2f}.png")
-                counts[part] += 1
-            next_id += 1
+                depth = relative_depth(scene_depth(segments, rng))
+                beta = round(float(rng.uniform(*BETA_RANGE)), 2)
+                airlight = round(float(rng.uniform(*AIRLIGHT_RANGE)), 2)
+                hazy = synthesise_haze(clear, depth, beta, airlight)
+                for (tile_id, out, part), (y, x) in zip(ids, corners, strict=True):
+                    _to_png(hazy[y:y + tile, x:x + tile], out / "hazy" / f"{tile_id}_{airlight:.2f}_{beta:.2f}.png")
+                    counts[part] += 1
     (staging / "README.txt").write_text(
         "SIMULATED HAZE written by zoo.data.restoration.write_synthetic_haze: real photos bundled with "
-        f"scikit-learn, scikit-image and matplotlib ({', '.join(names)}), cut into {tile}x{tile} tiles, hazed with "
-        "I = J t + A (1 - t), t = exp(-beta d), beta ~ U(0.6, 1.8), A ~ U(0.7, 1.0) per image (in the file name: "
-        f"<id>_<A>_<beta>.png), {hazy_per_clear} per clear tile as in RESIDE ITS, each over its own synthetic depth d "
-        "(farther towards the top; not measured depth). "
-        f"Whole photos are kept apart between the splits: {', '.join(f'{p} {n}' for p, n in counts.items())} "
-        "hazy images.\n")
+        f"scikit-learn, scikit-image and matplotlib ({', '.join(names)}), each resized to short sides "
+        f"{', '.join(map(str, short_sides))} and hazed as a whole {hazy_per_clear} times with I = J t + A (1 - t), "
+        f"t = exp(-beta d), beta ~ U{BETA_RANGE}, A ~ U{AIRLIGHT_RANGE} per hazy version (in the file name: "
+        "<id>_<A>_<beta>.png), each over its own SIMULATED scene depth d (zoo.data.scene_depth: a ray-cast room, "
+        "street, open ground or tilted surface with the photo's own segments stood up on it as objects; the "
+        "structure of real depth, not measured depth), then cut into "
+        f"{tile}x{tile} tiles. Whole photos are kept apart between the splits: "
+        f"{', '.join(f'{p} {n}' for p, n in counts.items())} hazy images.\n")
     (staging / "VERSION").write_text(SYNTHETIC_VERSION + "\n")
     if folder.is_dir():  # an older version: moved aside first, since a rename never replaces a full folder
         stale = Path(tempfile.mkdtemp(prefix=f".{folder.name}-old-", dir=folder.parent))
@@ -258,6 +271,13 @@ def write_synthetic_haze(folder: Path, tile: int = 128, short_side: int = 384, h
         if not (folder / "VERSION").is_file() or (folder / "VERSION").read_text().strip() != SYNTHETIC_VERSION:
             raise
     return folder
+
+
+def training_photos() -> dict[str, np.ndarray]:
+    """The real photos the offline default is made of, name -> uint8 (H, W, 3). scikit-image's stereo motorcycle
+    is never among them: it is reserved for evaluation (benchmarks/real_depth_haze.py)."""
+    photos = bundled_photos(RESTORATION_PHOTOS, ("grace_hopper.jpg",))
+    return {name: photo for name, photo in photos.items() if name not in EVALUATION_ONLY}
 
 
 class DehazingData(ZooDataModule):
@@ -314,8 +334,8 @@ class DehazingData(ZooDataModule):
 
     def describe(self) -> str:
         self._resolve()
-        source = ("SIMULATED haze (I = J t + A (1 - t)) on real photos bundled with scikit-learn, scikit-image and "
-                  "matplotlib, "
+        source = ("SIMULATED haze (I = J t + A (1 - t)) over SIMULATED scene depth on real photos bundled with "
+                  "scikit-learn, scikit-image and matplotlib, "
                   f"in {cache_root() / SYNTHETIC_NAME}" if self.hparams.root is None else
                   f"paired folders {self.hparams.root} (val {self.hparams.val_root or 'split off'}, "
                   f"test {self.hparams.test_root or 'the validation set'})")

@@ -8,11 +8,16 @@ import pytest
 import torch
 from PIL import Image
 from zoo.data.restoration import (
+    AIRLIGHT_RANGE,
+    BETA_RANGE,
+    EVALUATION_ONLY,
+    SYNTHETIC_NAME,
     SYNTHETIC_VERSION,
     DehazingData,
     PairedImages,
     find_pairs,
     synthesise_haze,
+    training_photos,
     write_synthetic_haze,
 )
 
@@ -102,8 +107,13 @@ def test_physical_haze_model():
     np.testing.assert_allclose(hazy, clear * t + 0.9 * (1 - t), rtol=1e-6)
 
 
+def _small_default(folder):
+    """The offline default at a small size (one 128-px scale, 64-px tiles, two hazy versions): seconds to write."""
+    return write_synthetic_haze(folder, tile=64, short_sides=(128,), hazy_per_clear=2)
+
+
 def test_offline_default_is_written_once_in_reside_layout_from_real_photos(tmp_path):
-    write = lambda: write_synthetic_haze(tmp_path / "haze", hazy_per_clear=2)  # noqa: E731
+    write = lambda: _small_default(tmp_path / "haze")  # noqa: E731
     folder = write()
     assert "SIMULATED" in (folder / "README.txt").read_text()
     stamp = (folder / "VERSION").stat().st_mtime_ns
@@ -119,15 +129,46 @@ def test_offline_default_is_written_once_in_reside_layout_from_real_photos(tmp_p
         assert pairs
         for hazy, _clear in pairs:
             _, airlight, beta = hazy.stem.split("_")
-            assert 0.7 <= float(airlight) <= 1.0 and 0.6 <= float(beta) <= 1.8
+            assert AIRLIGHT_RANGE[0] <= float(airlight) <= AIRLIGHT_RANGE[1]
+            assert BETA_RANGE[0] <= float(beta) <= BETA_RANGE[1]
         clear_ids[part] = {np.asarray(Image.open(c)).tobytes() for _, c in pairs}
     assert not clear_ids["train"] & clear_ids["test"] and not clear_ids["train"] & clear_ids["val"]
+    _small_default(tmp_path / "cache" / SYNTHETIC_NAME)  # the module then reads it instead of the full default
     data = DehazingData(crop_size=32, batch_size=4, num_workers=0)
     assert "SIMULATED" in data.describe()
     data.setup("fit")
     hazy, clear = next(iter(data.train_dataloader()))
     assert hazy.shape == clear.shape == (4, 3, 32, 32) and hazy.dtype == torch.float32
     assert float(hazy.min()) >= 0.0 and float(hazy.max()) <= 1.0
+
+
+def test_offline_pairs_obey_the_scattering_model_over_a_scene_depth(tmp_path):
+    """From each written pair and the A and beta in its name, t = (A - I) / (A - J) comes out the same in every
+    colour channel (up to 8-bit rounding), lies in [exp(-beta), 1] (relative depth in [0, 1]), and varies over the
+    tile: haze over a scene's depth, not a uniform veil."""
+    folder = _small_default(tmp_path / "haze")
+    varied = 0
+    pairs = find_pairs(folder / "train")
+    for hazy_path, clear_path in pairs:
+        _, airlight, beta = (float(v) for v in hazy_path.stem.split("_"))
+        hazy = np.asarray(Image.open(hazy_path), np.float64) / 255
+        clear = np.asarray(Image.open(clear_path), np.float64) / 255
+        gap = airlight - clear
+        usable = np.abs(gap) > 0.25                                      # (H, W, 3): t well determined there
+        t = np.where(usable, (airlight - hazy) / np.where(usable, gap, 1), np.nan)
+        tolerance = 1.5 / 255 / 0.25
+        several = t[usable.sum(-1) >= 2]                                 # pixels with two or three usable channels
+        spread = np.nanmax(several, -1) - np.nanmin(several, -1)
+        assert several.size == 0 or spread.max() < 2 * tolerance, hazy_path.name  # one t for all channels
+        assert np.nanmin(t) > np.exp(-beta) - tolerance and np.nanmax(t) < 1 + tolerance, hazy_path.name
+        per_pixel = np.nanmean(t[usable.any(-1)], -1)
+        varied += per_pixel.size > 0 and np.percentile(per_pixel, 95) - np.percentile(per_pixel, 5) > 0.1
+    assert varied > len(pairs) // 3
+
+
+def test_training_photos_never_include_the_reserved_motorcycle():
+    assert "motorcycle" in EVALUATION_ONLY
+    assert not set(training_photos()) & set(EVALUATION_ONLY)
 
 
 def test_user_folders_split_by_clear_image_and_bad_options(tmp_path):

@@ -52,27 +52,20 @@ def test_reflect_padding_to_a_multiple_of_four_and_crop_back():
 
 
 @pytest.mark.slow
-def test_training_beats_the_hazy_input(readme_figures):
-    """The quick start's configuration (base width 8, 1/1/2 blocks, 64 px crops, 4 epochs, Adam 2e-3 cosine) on
-    the simulated haze over real photos never seen in training. Measured: test PSNR 17.07 dB against the hazy
-    input's 15.15 dB; SSIM 0.71 against the input's 0.82 (so small a model smooths fine texture: only PSNR is
-    asserted). About 3.5 minutes on 2 CPU cores."""
-    torch.manual_seed(0)
-    data = DehazingData(crop_size=64, batch_size=8, repeats=1, num_workers=0, eval_batch_size=12)
-    task = get_task_class("image_restoration")(
-        "vision/dea_net", model_kwargs={"base_dim": 8, "depths": (1, 1, 2)}, grid_images=0,
-        optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 2e-3}},
-        lr_scheduler={"class_path": "zoo.tasks.schedules.WarmupCosineLR", "init_args": {"warmup_steps": 0.05}})
-    trainer = L.Trainer(max_epochs=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu")
-    trainer.fit(task, datamodule=data)
-    result = trainer.test(task, datamodule=data, verbose=False)[0]
-    assert result["test/psnr"] > result["test/input_psnr"] + 1.0, result
-    # the figures README gives for `zoo train vision/dea_net` (this configuration): the hazy input's is a fact of
-    # the data; the model's may move by a few tenths of a dB on another machine
-    psnr, hazy = readme_figures(r"zoo train vision/dea_net .*?PSNR ([0-9.]+) dB vs hazy ([0-9.]+)")
-    assert result["test/input_psnr"] == pytest.approx(hazy, abs=0.1), result
-    assert result["test/psnr"] == pytest.approx(psnr, abs=0.4), result
+def test_quick_start_improves_haze_over_real_depth_it_never_saw():
+    """The quick-start recipe (vision/recipes/dea_net_quickstart.yaml) on the offline default (simulated haze over
+    simulated scene depth), then scored on the held-out OAK-D scenes hazed over their real stereo depth
+    (benchmarks/real_depth_haze.py) and the Middlebury motorcycle. Measured: OAK-D PSNR 17.70 dB against the
+    hazy input's 15.87, motorcycle 15.58 against 11.76. SSIM falls short of the input's on the OAK-D scenes (0.74
+    against 0.81: the model smooths fine texture), so only a bounded loss is asserted there; runs vary (a `zoo
+    train` run's best checkpoint: 16.13 dB). 251 CPU-seconds of training on 2 cores."""
+    from benchmarks.dehazing_real_depth import RECIPE, evaluate, model_restorer, train_recipe
+
+    model = train_recipe(RECIPE)
+    for source, gain in (("oakd", 0.5), ("motorcycle", 2.0)):
+        hazy, ours = evaluate(lambda x: x, source), evaluate(model_restorer(model), source)
+        assert ours["psnr"] > hazy["psnr"] + gain, (source, ours, hazy)
+        assert ours["ssim"] > hazy["ssim"] - 0.1, (source, ours, hazy)
 
 
 def test_predictions_keep_the_original_size(tmp_path):
