@@ -81,8 +81,9 @@ def evaluate(ckpt: Path, held_out: Path, statistics: tuple[float, float] | None 
     return {key: sum(v) / len(v) for key, v in right.items()} | {"clips": len(right["all"])}
 
 
-def train_quick_start(folder: Path, extra: list[str]) -> Path:
-    """`zoo train audio/ssast_tiny_patch` in ``folder`` (nice 5), timed; returns its best checkpoint."""
+def train_quick_start(folder: Path, extra: list[str]) -> tuple[Path, tuple[float, float]]:
+    """`zoo train audio/ssast_tiny_patch` in ``folder`` (nice 5), timed; returns its best checkpoint and the fbank
+    mean and std its data line printed."""
     started = time.monotonic()
     done = subprocess.run(["nice", "-n", "5", sys.executable, "-m", "zoo.cli", "train", "audio/ssast_tiny_patch",
                            "--trainer.enable_progress_bar", "false", *extra], cwd=folder, capture_output=True,
@@ -94,7 +95,8 @@ def train_quick_start(folder: Path, extra: list[str]) -> Path:
     print(f"quick start: {seconds:.0f} s ({load_average()}); eSpeak test/acc {tests[-1] if tests else '?'}",
           flush=True)
     (best,) = sorted(folder.rglob("best.ckpt"))
-    return best
+    (mean, std), = re.findall(r"mean (-?[0-9.]+) std ([0-9.]+)", done.stdout)[-1:]
+    return best, (float(mean), float(std))
 
 
 def main() -> None:
@@ -113,13 +115,13 @@ def main() -> None:
     print(load_average(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         held_out = held_out_set(args.held_out or Path(tmp) / "held_out")
-        ckpts = list(args.ckpt)
+        ckpts = [(ckpt, args.stats) for ckpt in args.ckpt]
         if args.train:
             workdir = args.workdir or Path(tmp) / "train"
             workdir.mkdir(parents=True, exist_ok=True)
             ckpts.append(train_quick_start(workdir, args.train_args.split()))
-        for ckpt in ckpts:
-            scores = evaluate(ckpt, held_out, args.stats)
+        for ckpt, stats in ckpts:
+            scores = evaluate(ckpt, held_out, stats)
             print(f"held-out synthesisers, {scores.pop('clips')} clips: accuracy {scores.pop('all'):.3f} "
                   f"(chance {1 / len(WORDS):.2f})")
             for key, value in sorted(scores.items()):

@@ -41,7 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from zoo.data.base import ZooDataModule
 from zoo.data.splits import random_split
-from zoo.data.spoken_words import ESpeak, spoken_words  # noqa: F401  (ESpeak: re-exported)
+from zoo.data.spoken_words import TAKES_PER_WORD, ESpeak, spoken_words  # noqa: F401  (ESpeak: re-exported)
 
 from zoo.errors import DataError
 
@@ -300,6 +300,8 @@ class AudioData(ZooDataModule):
         val_fold / test_fold: ESC-50 folds held out (val_fold None: the test fold validates too).
         train_json / val_json / test_json / label_csv: AudioSet-style metadata.
         preload: compute every fbank once at setup (default when there are at most 20,000 clips).
+        words_per_class / words_augment: without ``root``, the embedded spoken-word set's takes per word and whether
+            they get a microphone band, room and noise (zoo.data.spoken_words).
     """
 
     def __init__(self, root: str | None = None, format: Format = "auto", labelled: bool = True,
@@ -308,13 +310,17 @@ class AudioData(ZooDataModule):
                  noise: bool = False, val_fraction: float = 0.1, test_fraction: float = 0.1,
                  val_fold: int | None = 4, test_fold: int = 5, train_json: str | None = None,
                  val_json: str | None = None, test_json: str | None = None, label_csv: str | None = None,
-                 preload: bool | None = None, batch_size: int = 32, num_workers: int | None = None, seed: int = 0):
+                 preload: bool | None = None, words_per_class: int = TAKES_PER_WORD, words_augment: bool = True,
+                 batch_size: int = 32, num_workers: int | None = None, seed: int = 0):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
         if num_frames < 1 or num_mel_bins < 1:
             raise DataError(f"num_frames and num_mel_bins must be positive, got {num_frames} and {num_mel_bins}")
         self.embedded = root is None and format in ("auto", "folder", "unlabelled") and train_json is None
-        self.root = spoken_words() if self.embedded else Path(root).expanduser() if root else None
+        if self.embedded:
+            self.root = spoken_words(takes_per_word=words_per_class, augment=words_augment)
+        else:
+            self.root = Path(root).expanduser() if root else None
         self.format = self._detect(format)
         self.class_names = self._class_names()
         self.num_classes = len(self.class_names) if self.class_names else None

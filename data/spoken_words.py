@@ -54,7 +54,7 @@ VARIANTS = ("", "Alex", "Alicia", "Andrea", "Andy", "Annie", "AnxiousAndy", "Dem
             "mike2", "norbert", "pablo", "paul", "pedro", "quincy", "rob", "robert", "robosoft", "robosoft2",
             "robosoft3", "robosoft4", "robosoft5", "robosoft6", "robosoft7", "robosoft8", "sandro", "shelby", "steph",
             "steph2", "steph3", "travis", "victor", "whisper", "whisperf", "zac")
-TAKES_PER_WORD = 300
+TAKES_PER_WORD = 240
 SET_VERSION = 2  # the cache folder's name carries it, so that a cache of an older set is never reused
 
 
@@ -277,13 +277,14 @@ def spoken_words(folder: Path | None = None, takes_per_word: int = TAKES_PER_WOR
                  voices: Sequence[str] | None = None, augment: bool = True) -> Path:
     """The embedded spoken-word set, written once: ``len(WORDS)`` words x ``takes_per_word`` one-second 16 kHz
     wav clips in ``folder/<word>/``, each of its own eSpeak NG voice, rate, pitch and augmentation (see
-    :func:`draw_takes`; ``manifest.csv`` lists them). The default folder is ``cache/spoken_words_v2_<takes>_<seed>``;
-    a folder that holds a README.txt is returned as it is. The same arguments give the same manifest (every clip's
-    voice and augmentation) and the same augmentation of each synthesised word; eSpeak NG's own samples vary a
-    little from run to run (see :meth:`ESpeak.say`)."""
+    :func:`draw_takes`; ``manifest.csv`` lists them). The default folder is
+    ``cache/spoken_words_v2_<takes>_<seed>[_clean]``; a folder that holds a README.txt is returned as it is. The
+    same arguments give the same manifest (every clip's voice and augmentation) and the same augmentation of each
+    synthesised word; eSpeak NG's own samples vary a little from run to run (see :meth:`ESpeak.say`)."""
     from zoo.data.base import cache_root
 
-    folder = folder or cache_root() / f"spoken_words_v{SET_VERSION}_{takes_per_word}_{seed}"
+    folder = folder or cache_root() / (f"spoken_words_v{SET_VERSION}_{takes_per_word}_{seed}"
+                                       + ("" if augment else "_clean"))
     if (folder / "README.txt").exists():
         return folder
     speaker = ESpeak()
