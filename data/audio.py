@@ -9,9 +9,10 @@ Sources (``--data.format``, "auto" tells them apart by their files):
 - ``audioset``: AudioSet-style JSON ``{"data": [{"wav": path, "labels": "mid1,mid2"}]}`` (``train_json``,
   ``val_json``, ``test_json``) with a label CSV ``index,mid,display_name`` (multi-hot targets);
 - ``unlabelled``: every audio file under ``root`` (labels ignored), for masked pretraining;
-- no ``root``: the embedded spoken-word set, real English words synthesised with eSpeak NG across voices, speeds and
-  pitches (``espeakng-loader`` ships the library; Debian's ``espeak-ng`` also works), written ONCE as a
-  class-per-folder wav tree in the cache and then read like any user folder.
+- no ``root``: the embedded spoken-word set (:mod:`zoo.data.spoken_words`), ten English words synthesised with
+  eSpeak NG, each take in its own voice (8 accents x 104 variants), rate, pitch and augmentation
+  (``espeakng-loader`` ships the library; Debian's ``espeak-ng`` also works), written ONCE as a class-per-folder wav
+  tree with a ``manifest.csv`` in the cache and then read like any user folder.
 
 Clips are read with soundfile, averaged to mono and resampled to 16 kHz with torchaudio; the waveform mean is
 removed; :class:`KaldiFbank` computes the 128-bin fbank (torchaudio.compliance.kaldi.fbank with the official
