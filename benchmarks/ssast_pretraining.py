@@ -9,6 +9,9 @@ models' Adam, lr 5e-4, wd 5e-7, betas 0.95/0.999), then fine-tuning at equal ste
 ``--model.pretrained runs:/<run>/pretrained/model.safetensors``.
 
     PYTHONPATH=. python -m benchmarks.ssast_pretraining   # 21 min of pretraining + 12 fine-tunings: 35 min, 2 cores
+
+(Timings and results recorded before 2026-12-07 are on the earlier 25-voice set of 1,000 clips; the set now has 240
+takes per word, each its own voice, so more clips are unlabelled.)
 """
 
 from __future__ import annotations

@@ -45,8 +45,8 @@ def test_pretraining_run_chains_into_fine_tuning(tmp_path):
 
 # The full quick start (6 epochs of batch 16 on 2,400 clips of 240 eSpeak NG voices each word): measured 2026-12-07
 # on 2 CPU cores under load 20-25, 812 s for the run; test/acc 0.46 (eSpeak takes of the same voices' population) and
-# 0.31 on 240 clips of the same words from Flite and Festival (chance 0.1; the 25-voice set before reached 0.57 and
-# 0.25).
+# 0.32 on 220 clips of the same words from Flite and Festival (chance 0.1; the 25-voice set before reached 0.57 and
+# 0.23).
 @pytest.mark.slow
 def test_quickstart_spoken_words_far_above_chance_also_from_other_synthesisers(tmp_path):
     result = zoo_train(tmp_path, "audio/ssast_tiny_patch")
