@@ -438,9 +438,9 @@ NOTES_COMMON = (
 QUICK_START_NOTE = (
     "Quick start (recipe quickstart): 10 English words synthesised offline, 240 eSpeak NG voices each "
     "(zoo.data.spoken_words), 96 frames, from scratch, 6 epochs. Measured for ssast_tiny_patch on 2 shared CPU "
-    "cores (2026-12-07): test accuracy 0.46 on eSpeak takes and 0.32 on the same words from Flite and Festival voices "
-    "(benchmarks/ssast_heldout.py; chance 0.10), short of the 0.5 aimed for: the quick-start model does not recognise "
-    "a person's voice reliably. "
+    "cores (2026-12-07, two runs): test accuracy 0.46-0.53 on eSpeak takes and 0.30-0.32 on the same words from "
+    "Flite and Festival voices (benchmarks/ssast_heldout.py; chance 0.10), short of the 0.5 aimed for: the "
+    "quick-start model does not recognise a person's voice reliably. "
 )
 
 
