@@ -444,6 +444,15 @@ NOTES_COMMON = (
 )
 
 
+QUICK_START_NOTE = (
+    "Quick start (recipe quickstart): 10 English words synthesised offline, 240 eSpeak NG voices each "
+    "(zoo.data.spoken_words), 96 frames, from scratch, 6 epochs. Measured for ssast_tiny_patch on 2 shared CPU "
+    "cores (2026-12-07, two runs): test accuracy 0.46-0.53 on eSpeak takes and 0.30-0.32 on the same words from "
+    "Flite and Festival voices (benchmarks/ssast_heldout.py; chance 0.10), short of the 0.5 aimed for: the "
+    "quick-start model does not recognise a person's voice reliably. "
+)
+
+
 def _weights(size: str, variant: str, pretraining: bool) -> tuple[WeightSet, ...]:
     sets = []
     for file in OFFICIAL.get((size, variant), ()):
@@ -497,7 +506,8 @@ def _register(size: str, variant: str, pretraining: bool) -> None:
                    "default; mean of the patch tokens (pooling='cls': of the CLS and DIST tokens) -> LayerNorm -> "
                    "Linear. pretrained= takes "
                    "official pretrained and fine-tuned SSAST checkpoints, AST checkpoints (base) and zoo pretraining "
-                   "runs; positional embeddings are centre-cropped or interpolated to the grid. " + NOTES_COMMON),
+                   "runs; positional embeddings are centre-cropped or interpolated to the grid. " + QUICK_START_NOTE
+                   + NOTES_COMMON),
         )
 
     def factory(num_classes: int = 527, **kwargs: Any) -> SSAST:

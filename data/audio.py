@@ -9,9 +9,10 @@ Sources (``--data.format``, "auto" tells them apart by their files):
 - ``audioset``: AudioSet-style JSON ``{"data": [{"wav": path, "labels": "mid1,mid2"}]}`` (``train_json``,
   ``val_json``, ``test_json``) with a label CSV ``index,mid,display_name`` (multi-hot targets);
 - ``unlabelled``: every audio file under ``root`` (labels ignored), for masked pretraining;
-- no ``root``: the embedded spoken-word set, real English words synthesised with eSpeak NG across voices, speeds and
-  pitches (``espeakng-loader`` ships the library; Debian's ``espeak-ng`` also works), written ONCE as a
-  class-per-folder wav tree in the cache and then read like any user folder.
+- no ``root``: the embedded spoken-word set (:mod:`zoo.data.spoken_words`), ten English words synthesised with
+  eSpeak NG, each take in its own voice (8 accents x 104 variants), rate, pitch and augmentation
+  (``espeakng-loader`` ships the library; Debian's ``espeak-ng`` also works), written ONCE as a class-per-folder wav
+  tree with a ``manifest.csv`` in the cache and then read like any user folder.
 
 Clips are read with soundfile, averaged to mono and resampled to 16 kHz with torchaudio; the waveform mean is
 removed; :class:`KaldiFbank` computes the 128-bin fbank (torchaudio.compliance.kaldi.fbank with the official
@@ -26,14 +27,9 @@ mask of up to ``timem`` frames, torchaudio) and the official "noise" augmentatio
 from __future__ import annotations
 
 import csv
-import ctypes
-import io
 import json
 import logging
-import shutil
-import subprocess
 import sys
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -44,8 +40,9 @@ import torch
 import torchaudio
 from torch import nn
 from torch.utils.data import Dataset
-from zoo.data.base import ZooDataModule, cache_root
+from zoo.data.base import ZooDataModule
 from zoo.data.splits import random_split
+from zoo.data.spoken_words import TAKES_PER_WORD, ESpeak, spoken_words  # noqa: F401  (ESpeak: re-exported)
 
 from zoo.errors import DataError
 
@@ -241,104 +238,6 @@ def read_audioset_json(path: Path, mids: Sequence[str], label_csv: Path) -> tupl
     return files, targets
 
 
-# --- the embedded spoken-word set ---------------------------------------------------------------------------------
-WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-VOICES = ("en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-rp")
-VARIANTS = ("", "+m3", "+f2", "+m7", "+f4")
-SPEEDS = (130, 175)
-PITCHES = (35, 65)
-
-
-class ESpeak:
-    """eSpeak NG through ctypes (the ``espeakng-loader`` package's library and voice data) or, failing that, the
-    ``espeak-ng`` command line program."""
-
-    def __init__(self):
-        self.lib, self.rate, self.command = None, 22_050, shutil.which("espeak-ng")
-        try:
-            import espeakng_loader
-        except ImportError:
-            if self.command is None:
-                raise DataError("the embedded spoken-word set needs eSpeak NG: `pip install espeakng-loader` "
-                                "(or install Debian's espeak-ng), or pass --data.root with your own audio") from None
-            return
-        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        self.rate = self.lib.espeak_Initialize(2, 0, espeakng_loader.get_data_path().encode(), 0)  # synchronous
-        if self.rate <= 0:
-            raise DataError("eSpeak NG did not initialise (espeakng-loader's voice data missing?)")
-        self._chunks: list[np.ndarray] = []
-        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
-
-        def collect(wave, count, events):
-            if count > 0:
-                self._chunks.append(np.ctypeslib.as_array(wave, shape=(count,)).copy())
-            return 0
-
-        self._callback = callback_type(collect)  # kept alive as long as the library may call it
-        self.lib.espeak_SetSynthCallback(self._callback)
-
-    def say(self, text: str, voice: str, speed: int, pitch: int) -> np.ndarray | None:
-        """int16 samples at ``self.rate`` (None when the voice does not exist)."""
-        if self.lib is None:
-            out = subprocess.run([self.command, "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", text],
-                                 capture_output=True, check=False)
-            if out.returncode or len(out.stdout) <= 44:
-                return None
-            data, self.rate = sf.read(io.BytesIO(out.stdout), dtype="int16")
-            return data
-        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            return None
-        self.lib.espeak_SetParameter(1, speed, 0)  # espeakRATE, words per minute
-        self.lib.espeak_SetParameter(3, pitch, 0)  # espeakPITCH, 0-100
-        self._chunks = []
-        data = text.encode()
-        self.lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, 0, None, None)
-        self.lib.espeak_Synchronize()
-        return np.concatenate(self._chunks) if self._chunks else None
-
-
-def spoken_words(folder: Path | None = None, speeds: Sequence[int] = SPEEDS, pitches: Sequence[int] = PITCHES
-                 ) -> Path:
-    """The embedded spoken-word set: ``len(WORDS)`` English words x 5 voices x 5 voice variants x 2 speeds x 2
-    pitches (up to 100 clips per word, 1 s, 16 kHz wav), written once into ``cache/spoken_words``. Other
-    ``speeds`` (words per minute) and ``pitches`` (0-100) give other takes of the same words (give another
-    ``folder``)."""
-    folder = folder or cache_root() / "spoken_words"
-    if (folder / "README.txt").exists():
-        return folder
-    speaker = ESpeak()
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    count = 0
-    for word in WORDS:
-        (tmp / word).mkdir(parents=True, exist_ok=True)
-        takes = [(f"{voice}{variant.replace('+', '_')}_s{speed}_p{pitch}", speaker.say(word, voice + variant, speed,
-                                                                                       pitch))
-                 for voice in VOICES for variant in VARIANTS for speed in speeds for pitch in pitches]
-        takes = [(name, wave[:speaker.rate]) for name, wave in takes if wave is not None and len(wave)]
-        batch = torch.zeros(len(takes), speaker.rate)
-        for row, (_, wave) in enumerate(takes):
-            batch[row, :len(wave)] = torch.from_numpy(wave.astype(np.float32))
-        batch = torchaudio.functional.resample(batch, speaker.rate, SAMPLE_RATE)  # all takes of a word at once
-        for row, (name, wave) in enumerate(takes):
-            length = min(SAMPLE_RATE, int(len(wave) * SAMPLE_RATE / speaker.rate))
-            clip = np.zeros(SAMPLE_RATE, dtype=np.int16)  # 1 s, the word at a fixed pseudo-random offset
-            start = zlib.crc32(f"{word}{name}".encode()) % (SAMPLE_RATE - length + 1)
-            clip[start:start + length] = batch[row, :length].round().clamp(-32768, 32767).short().numpy()
-            sf.write(tmp / word / f"{name}.wav", clip, SAMPLE_RATE, subtype="PCM_16")
-            count += 1
-    (tmp / "README.txt").write_text(
-        "Spoken words synthesised with eSpeak NG (GPL-3.0 program; the audio it outputs is not covered by its "
-        f"licence) by zoo.data.audio: {len(WORDS)} words ({', '.join(WORDS)}), voices {', '.join(VOICES)} with "
-        f"variants, speeds {tuple(speeds)} wpm, pitches {tuple(pitches)}; {count} one-second clips at {SAMPLE_RATE} Hz "
-        f"(synthesised at {speaker.rate} Hz). "
-        "Synthetic speech, not recordings of people.\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
-    return folder
-
-
 def fbank_statistics(files: Sequence[Path], num_frames: int = 1024, num_mel_bins: int = 128,
                      sample_rate: int = SAMPLE_RATE, resample: bool = True) -> tuple[float, float]:
     """Mean and std of the unnormalised, padded fbanks of ``files`` (the official ``get_norm_stats``)."""
@@ -402,6 +301,8 @@ class AudioData(ZooDataModule):
         val_fold / test_fold: ESC-50 folds held out (val_fold None: the test fold validates too).
         train_json / val_json / test_json / label_csv: AudioSet-style metadata.
         preload: compute every fbank once at setup (default when there are at most 20,000 clips).
+        words_per_class / words_augment: without ``root``, the embedded spoken-word set's takes per word and whether
+            they get a microphone band, room and noise (zoo.data.spoken_words).
     """
 
     def __init__(self, root: str | None = None, format: Format = "auto", labelled: bool = True,
@@ -410,13 +311,17 @@ class AudioData(ZooDataModule):
                  noise: bool = False, val_fraction: float = 0.1, test_fraction: float = 0.1,
                  val_fold: int | None = 4, test_fold: int = 5, train_json: str | None = None,
                  val_json: str | None = None, test_json: str | None = None, label_csv: str | None = None,
-                 preload: bool | None = None, batch_size: int = 32, num_workers: int | None = None, seed: int = 0):
+                 preload: bool | None = None, words_per_class: int = TAKES_PER_WORD, words_augment: bool = True,
+                 batch_size: int = 32, num_workers: int | None = None, seed: int = 0):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
         if num_frames < 1 or num_mel_bins < 1:
             raise DataError(f"num_frames and num_mel_bins must be positive, got {num_frames} and {num_mel_bins}")
         self.embedded = root is None and format in ("auto", "folder", "unlabelled") and train_json is None
-        self.root = spoken_words() if self.embedded else Path(root).expanduser() if root else None
+        if self.embedded:
+            self.root = spoken_words(takes_per_word=words_per_class, augment=words_augment)
+        else:
+            self.root = Path(root).expanduser() if root else None
         self.format = self._detect(format)
         self.class_names = self._class_names()
         self.num_classes = len(self.class_names) if self.class_names else None

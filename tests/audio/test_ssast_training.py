@@ -1,12 +1,15 @@
 """SSAST through `zoo train`: masked pretraining on the spoken words (labels ignored), then fine-tuning from that
 run's encoder artifact; and the quick start's accuracy."""
 
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from zoo.data.spoken_words import OTHER_VOICES, other_synthesiser_words
 
 SHORT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
          "--trainer.limit_test_batches", "2"]
@@ -62,11 +65,24 @@ def test_pretraining_run_chains_into_fine_tuning(tmp_path):
     assert distance(fine_tuned) < 0.01 < distance(fresh), (distance(fine_tuned), distance(fresh))
 
 
-# The full quick start (10 epochs, 96 frames): measured 2026-12-04 on 2 CPU cores, 3 min 37 s for this test (the run
-# itself 193 s); test/acc 0.66, val/acc 0.77 (10 words, chance 0.1).
+# The full quick start (6 epochs of batch 16 on 2,400 clips of 240 eSpeak NG voices each word): measured 2026-12-07
+# on 2 CPU cores under load 20-25, 812 s for the run; test/acc 0.46 (eSpeak takes of the same voices' population) and
+# 0.32 on 220 clips of the same words from Flite and Festival (chance 0.1; the 25-voice set before reached 0.57 and
+# 0.23).
 @pytest.mark.slow
-def test_quickstart_spoken_words_far_above_chance(tmp_path):
+def test_quickstart_spoken_words_far_above_chance_also_from_other_synthesisers(tmp_path):
     result = zoo_train(tmp_path, "audio/ssast_tiny_patch")
     assert result.returncode == 0, result.stderr[-3000:]
     _, (run,) = runs(tmp_path)
-    assert run.data.metrics["test/acc"] >= 0.5, run.data.metrics  # chance: 0.1
+    assert run.data.metrics["test/acc"] >= 0.35, run.data.metrics  # chance: 0.1
+    if shutil.which("flite") is None:
+        pytest.skip("Debian's flite is not installed: no held-out synthesiser")
+    held_out = other_synthesiser_words(tmp_path / "held_out", voices=[v for v in OTHER_VOICES if v[0] == "flite"])
+    (mean, std), = re.findall(r"mean (-?[0-9.]+) std ([0-9.]+)", result.stdout)
+    (best,) = sorted(tmp_path.rglob("best.ckpt"))
+    command = [sys.executable, "-c", "from zoo.cli import main; raise SystemExit(main())", "test", "--ckpt",
+               str(best), "--data.root", str(held_out), "--data.mean", mean, "--data.std", std]
+    tested = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=3600)
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    accuracy = float(re.findall(r"test/acc\W+([0-9.]+)", tested.stdout)[-1])  # the plain or the table line
+    assert accuracy >= 0.2, tested.stdout[-2000:]  # twice chance, on voices no eSpeak take resembles
