@@ -392,6 +392,9 @@ class AudioData(ZooDataModule):
                 hp.freqm if train else 0, hp.timem if train else 0, hp.noise and train, preload))
         if hp.mean is None or hp.std is None:  # fitted on the training part only
             self.mean, self.std = (self.train_set if len(self.train_set) else self.test_set).statistics()
+            # kept with the run: a checkpoint records its data module's arguments, so `zoo test|predict --ckpt` on
+            # other clips normalise with the training part's statistics, not the new clips' own
+            self.hparams.mean, self.hparams.std = self.mean, self.std
         else:
             self.mean, self.std = hp.mean, hp.std
         front.mean, front.std = self.mean, self.std

@@ -57,6 +57,23 @@ def test_class_folders_of_wav_flac_ogg_resampled(tmp_path, word):
     assert x.shape == (4, 64, 128) and y.dtype == torch.int64
     assert len(data.train_set) + len(data.val_set) + len(data.test_set) == 12
     assert "3 classes" in data.describe()
+    # the statistics fitted on the training part are the module's arguments now, so a checkpoint keeps them
+    assert (data.hparams.mean, data.hparams.std) == data.train_set.statistics()
+
+
+def test_a_checkpointed_audio_module_normalises_new_clips_with_the_training_statistics(tmp_path, word):
+    wave, rate = word
+    for c in ("a", "b", "c"):
+        for i in range(4):
+            write_clip(tmp_path / "train" / c / f"{i}.wav", wave * (0.5 + 0.1 * i), rate, "WAV")
+            write_clip(tmp_path / "new" / c / f"{i}.wav", wave * (2.0 + 0.3 * i), rate, "WAV")
+    trained = AudioData(root=str(tmp_path / "train"), num_frames=32, val_fraction=0.25, test_fraction=0.25)
+    trained.setup("fit")
+    recorded = dict(trained.hparams)  # what Lightning writes as the checkpoint's datamodule_hyper_parameters
+    again = AudioData(**{**recorded, "root": str(tmp_path / "new")})
+    again.setup("test")
+    assert (again.mean, again.std) == (recorded["mean"], recorded["std"])
+    assert (again.mean, again.std) != again.train_set.statistics()  # the new clips' own would differ
 
 
 def test_speech_commands_lists(tmp_path, word):
