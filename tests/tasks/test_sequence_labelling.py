@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from zoo.errors import ZooError
 from zoo.tasks.sequence_labelling import (
     SequenceLabellingTask,
     alarm_statistics,
@@ -119,6 +120,9 @@ def test_predictions_from_a_checkpoint_in_the_challenge_format(trained):
         lines = ["|".join(COLUMNS[:-1])] + ["|".join(f"{v:g}" for v in row).replace("nan", "NaN") for row in values]
         (new / path.name).write_text("\n".join(lines) + "\n")
     predictions = trainer.predict(loaded, datamodule=SepsisData(root=str(new)))
+    with pytest.raises(ZooError, match=r"--output .*scores.csv: this task writes one .psv file per patient"):
+        loaded.write_predictions(predictions, None, root / "scores.csv")
+    assert not (root / "scores.csv").exists()
     summary = loaded.write_predictions(predictions, None, root / "out")
     assert "wrote 3 patient prediction files" in summary
     for path in sorted(new.glob("*.psv")):

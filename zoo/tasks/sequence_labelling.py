@@ -33,6 +33,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from typing_extensions import override
 
 from zoo.data.contracts import NormalisedSequences
+from zoo.errors import ZooError
 from zoo.tasks.base import ZooTask
 from zoo.tasks.registry import register_task
 
@@ -250,6 +251,9 @@ class SequenceLabellingTask(ZooTask):
         """One ``<patient>.psv`` per patient in ``output``: ``PredictedProbability|PredictedLabel`` per hour, at the
         threshold chosen on the validation split (the challenge's driver writes ``%g|%d``)."""
         output = Path(output)
+        if output.suffix or output.is_file():  # a file name (scores.csv) would silently become a folder
+            raise ZooError(f"--output {output}: this task writes one .psv file per patient, as the PhysioNet "
+                           "challenge reads them; give a folder (default: predictions/)")
         output.mkdir(parents=True, exist_ok=True)
         count = 0
         for batch in predictions:
