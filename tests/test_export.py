@@ -194,6 +194,7 @@ def test_a_model_that_cannot_export_is_one_line_naming_model_and_operator(regist
     assert main(["export", "--model", branch, "--format", "torch_export"]) == 1
     line = _one_error_line(capsys)
     assert f"{branch} does not export to torch_export" in line and "data" in line.lower()
+    assert not list(Path.cwd().glob("*.onnx")) and not list(Path.cwd().glob(".*partial*"))  # no partial file left
 
 
 def test_outputs_that_differ_fail_the_check(register_toy, monkeypatch, capsys):

@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import io
 import logging
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -265,6 +266,22 @@ def export_model(model: nn.Module, model_id: str, fmt: str, path: str | Path, sp
         shapes = ", ".join(f"{s.name} (B, {', '.join(map(str, s.shape))})" for s in specs)
         raise ZooError(f"{model_id} does not run on the example inputs {shapes}: {failure_reason(err)}; pass "
                        "--input-shape") from None
+    # written beside the target and renamed over it once it runs: a failed or interrupted export leaves no file
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        exporter, note, differences = _export_and_check(module, model_id, fmt, partial, args, specs, generator,
+                                                        batches, opset)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+    return ExportResult(path, exporter, differences, note)
+
+
+def _export_and_check(module: nn.Module, model_id: str, fmt: str, path: Path, args: tuple[Tensor, ...],
+                      specs: list[InputSpec], generator: torch.Generator, batches: tuple[int, ...],
+                      opset: int | None) -> tuple[str, str, dict[int, float]]:
+    """Write the ``fmt`` file at ``path`` and check it at ``batches``: (exporter, note, differences)."""
     note, exporter = "", "torch.export"
     try:
         if fmt == "torch_export":
@@ -285,7 +302,7 @@ def export_model(model: nn.Module, model_id: str, fmt: str, path: str | Path, sp
         raise ZooError(f"{model_id}: the exported {fmt} file does not match the model: {err}") from None
     except Exception as err:
         raise ZooError(f"{model_id}: the exported {fmt} file does not run: {failure_reason(err)}") from None
-    return ExportResult(path, exporter, differences, note)
+    return exporter, note, differences
 
 
 # --- MLflow -----------------------------------------------------------------------------------------------------
@@ -381,8 +398,10 @@ def _export_command(options: argparse.Namespace) -> int:
     model, model_id, data_hparams = _load(options)
     specs, slots = example_inputs(model, model_id, data_hparams, options.input_shape)
     output = Path(options.output or Path.cwd() / (model_id.rsplit("/", 1)[-1] + FORMATS[options.format]))
-    result = export_model(model, model_id, options.format, output, specs, slots, options.opset)
     shapes = ", ".join(f"{s.name} (batch, {', '.join(map(str, s.shape))})" for s in specs)
+    print(f"exporting {model_id} to {options.format} with inputs {shapes}: tracing, then checking at batches "
+          f"{' and '.join(map(str, CHECK_BATCHES))} (a large model takes minutes)", flush=True)
+    result = export_model(model, model_id, options.format, output, specs, slots, options.opset)
     if result.note:
         print(f"note: {result.note}")
     print(f"wrote {result.path.resolve()} ({options.format}, {result.exporter} exporter, inputs {shapes}, "

@@ -12,8 +12,9 @@ from zoo.tasks.classification import ClassificationTask
 def test_tiny_ssast_tells_spoken_words_apart(learning):
     """SSAST-Tiny with patches (two blocks, 16x16 patches at stride 16) on 64-frame filterbanks of the quick start's
     ten words synthesised with eSpeak NG, 8 epochs of AdamW 1e-3 from random weights. The majority class of the
-    training clips scores 0.1 on the 100 test clips. Measured: test accuracy 0.50; with lr 0 it stays near chance
-    and this fails."""
+    training clips scores 0.1 on the test clips. Measured on the 240-voice set (every take its own eSpeak voice,
+    rate and pitch): test accuracy 0.23 (0.50 on the older 25-voice set); with lr 0 it stays near chance (0.11) and
+    this fails."""
     from zoo.data.audio import AudioData
 
     L.seed_everything(learning.seed)
@@ -31,4 +32,4 @@ def test_tiny_ssast_tells_spoken_words_apart(learning):
     train_labels = torch.cat([batch[1] for batch in data.train_dataloader()])
     majority = float((labels == train_labels.mode().values).float().mean())
     print({k: round(v, 3) for k, v in results.items()}, "majority", majority, "test clips", len(labels))
-    assert results["test/acc"] > majority + 0.25, (results, majority)
+    assert results["test/acc"] > majority + 0.08, (results, majority)

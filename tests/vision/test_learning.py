@@ -15,9 +15,10 @@ QUIET = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": 
 
 def test_dea_net_clears_simulated_haze_past_the_hazy_input(learning):
     """DEA-Net (base width 8, one block per level) on the quick start's simulated haze over real photos, 32 px
-    crops, one epoch (86 steps of 8) of Adam 5e-3; 8 batches of 128 px test images never seen in training. The
-    baseline is the hazy input itself (PSNR against the clear image). Measured: PSNR 19.4 dB against the hazy input's
-    15.4 dB; with lr 0 the untrained network's output is far from the clear image and this fails."""
+    crops, one epoch of Adam 5e-3; 8 batches of 128 px test images never seen in training. The baseline is the hazy
+    input itself (PSNR against the clear image). Measured on the haze over simulated scene depth (data version 3):
+    PSNR 17.41 dB against the hazy input's 16.90 (on the older haze: 19.4 against 15.4); with lr 0 the untrained
+    network's output is far from the clear image (8.7 dB) and this fails."""
     L.seed_everything(learning.seed)
     data = DehazingData(crop_size=32, batch_size=8, repeats=1, num_workers=0, eval_batch_size=12)
     task = get_task_class("image_restoration")(
@@ -27,7 +28,7 @@ def test_dea_net_clears_simulated_haze_past_the_hazy_input(learning):
     trainer.fit(task, datamodule=data)
     results = trainer.test(task, datamodule=data, verbose=False)[0]
     print({k: round(v, 3) for k, v in results.items()})
-    assert results["test/psnr"] > results["test/input_psnr"] + 1.0, results
+    assert results["test/psnr"] > results["test/input_psnr"] + 0.25, results
 
 
 def test_eca_mobilenet_v2_learns_digits_with_the_quickstart_recipe(learning):
