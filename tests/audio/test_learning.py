@@ -3,6 +3,8 @@ spoken words beats the majority class on the same test clips, by a margin that a
 cannot reach (``ZOO_TEST_LR_SCALE=0`` runs it so; ``ZOO_TEST_SEED`` shows the spread). The masked pretraining's
 pretext accuracy is checked in tests/tasks/test_masked_pretraining.py (slow)."""
 
+import math
+
 import lightning as L
 import torch
 
@@ -12,9 +14,10 @@ from zoo.tasks.classification import ClassificationTask
 def test_tiny_ssast_tells_spoken_words_apart(learning):
     """SSAST-Tiny with patches (two blocks, 16x16 patches at stride 16) on 64-frame filterbanks of the quick start's
     ten words synthesised with eSpeak NG, 8 epochs of AdamW 1e-3 from random weights. The majority class of the
-    training clips scores 0.1 on the test clips. Measured on the 240-voice set (every take its own eSpeak voice,
-    rate and pitch): test accuracy 0.23 (0.50 on the older 25-voice set); with lr 0 it stays near chance (0.11) and
-    this fails."""
+    training clips scores 0.1 on the test clips, a constant ranking 0.5 top-5, the uniform prior's cross-entropy is
+    ln 10 = 2.303. Measured on the 240-voice set (every take its own eSpeak voice, rate and pitch; eSpeak's audio is
+    not bit-reproducible, so two runs differ): top-5 0.69-0.73, loss 2.09-2.19, accuracy 0.18-0.23 (0.50 on the
+    older 25-voice set); with lr 0: top-5 0.52, loss 2.36, accuracy 0.11, and this fails."""
     from zoo.data.audio import AudioData
 
     L.seed_everything(learning.seed)
@@ -32,4 +35,5 @@ def test_tiny_ssast_tells_spoken_words_apart(learning):
     train_labels = torch.cat([batch[1] for batch in data.train_dataloader()])
     majority = float((labels == train_labels.mode().values).float().mean())
     print({k: round(v, 3) for k, v in results.items()}, "majority", majority, "test clips", len(labels))
-    assert results["test/acc"] > majority + 0.08, (results, majority)
+    assert results["test/acc_top5"] > 0.6 and results["test/loss"] < math.log(10), (results, majority)
+    assert results["test/acc"] > majority, (results, majority)
