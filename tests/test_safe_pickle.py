@@ -24,7 +24,7 @@ from zoo.errors import CheckpointError, UnsafeCheckpointError
 from zoo.safe_pickle import (
     PickledObject,
     UnsafePickleError,
-    read_checkpoint,
+    read_torch_file,
     safe_unpickle,
     state_dict_of_pickled_module,
     to_plain,
@@ -44,7 +44,7 @@ def test_a_pickled_call_of_os_system_is_inert(tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"weights": {"w": torch.ones(2)}, "payload": _Exploit(marker), "nested": [_Exploit(marker)]},
                tmp_path / "evil.pt")
-    checkpoint = read_checkpoint(tmp_path / "evil.pt")
+    checkpoint = read_torch_file(tmp_path / "evil.pt")
     assert not marker.exists()
     assert isinstance(checkpoint["payload"], PickledObject) and checkpoint["payload"].args == (f"touch {marker}",)
     assert torch.equal(checkpoint["weights"]["w"], torch.ones(2))
@@ -75,7 +75,7 @@ def test_numpy_python_and_torch_values_are_rebuilt(tmp_path):
     for legacy in (False, True):
         path = tmp_path / f"train_{legacy}.pt"
         torch.save(checkpoint, path, _use_new_zipfile_serialization=not legacy)
-        read = read_checkpoint(path)
+        read = read_torch_file(path)
         assert read["max_psnr"] == 31.5 and isinstance(read["max_psnr"], np.float64)
         assert read["epoch"] == 7 and read["dtype"] == np.float16
         np.testing.assert_array_equal(read["psnrs"], np.arange(4, dtype=np.float32))
@@ -153,7 +153,7 @@ def test_configs_come_back_as_plain_python(tmp_path, fake_project):
     yacs = fake_project.CfgNode({"MODEL": {"NUM_CLASSES": 241}})
     path = tmp_path / "official.pt"
     fake_project.write_then_forget(path, {"hyper_parameters": config, "config": yacs, "w": torch.ones(1)})
-    read = read_checkpoint(path)
+    read = read_torch_file(path)
     assert isinstance(read["hyper_parameters"], PickledObject)
     assert to_plain(read["hyper_parameters"]) == {"model": {"hidden_dim": 40, "type": "TLOB"},
                                                   "dataset": "LOBSTER", "seq_size": 128}
@@ -166,7 +166,7 @@ def test_a_whole_pickled_module_becomes_its_state_dict(tmp_path, fake_project):
     net.blocks[1].running_mean.normal_()
     expected = net.state_dict()
     fake_project.write_then_forget(tmp_path / "whole.pt", {"model": net, "ema": net, "epoch": 3})
-    read = read_checkpoint(tmp_path / "whole.pt")
+    read = read_torch_file(tmp_path / "whole.pt")
     assert read["model"].pickled_name == "models.net.Net"
     state_dict = state_dict_of_pickled_module(read["model"])
     assert list(state_dict) == list(expected) and "scratch" not in state_dict
@@ -203,16 +203,16 @@ def test_unreadable_files_name_the_file_and_the_class(tmp_path):
     finally:
         del sys.modules["project_arrays"]
     with pytest.raises(CheckpointError, match=r"odd\.pt.*project_arrays\.Odd"):
-        read_checkpoint(tmp_path / "odd.pt")
+        read_torch_file(tmp_path / "odd.pt")
     with zipfile.ZipFile(tmp_path / "scripted.pt", "w") as archive:  # the layout of torch.jit.save's archives
         for name in ("data.pkl", "constants.pkl", "code/__torch__.py"):
             archive.writestr(f"scripted/{name}", b"")
     with pytest.raises(UnsafeCheckpointError, match=r"scripted\.pt.*TorchScript"):
-        read_checkpoint(tmp_path / "scripted.pt")
+        read_torch_file(tmp_path / "scripted.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match=r"junk\.pt"):
-        read_checkpoint(tmp_path / "junk.pt")
+        read_torch_file(tmp_path / "junk.pt")
     with open(tmp_path / "plain.pkl", "wb") as f:
         pickle.dump({"a": 1}, f)
     with pytest.raises(CheckpointError, match=r"plain\.pkl"):
-        read_checkpoint(tmp_path / "plain.pkl")
+        read_torch_file(tmp_path / "plain.pkl")

@@ -3,7 +3,7 @@
 Official training scripts pickle much more than tensors beside the weights: numpy scalars and arrays, OmegaConf /
 yacs / argparse configurations, delu or Lightning helper objects, random states, project enums and even whole
 ``nn.Module`` objects (``torch.save(model)``). ``torch.load(weights_only=True)`` refuses all of these; a plain
-``torch.load`` imports the project's modules and runs whatever the pickle asks. :func:`read_checkpoint` does
+``torch.load`` imports the project's modules and runs whatever the pickle asks. :func:`read_torch_file` does
 neither:
 
 - names on an allow-list (torch's own weights-only list: tensors, storages, dtypes, ``torch.Size``; plain
@@ -46,7 +46,7 @@ import torch
 
 from zoo.errors import CheckpointError, UnsafeCheckpointError
 
-__all__ = ["PickledObject", "UnreadablePickleError", "UnsafePickleError", "read_checkpoint", "register_rebuild",
+__all__ = ["PickledObject", "UnreadablePickleError", "UnsafePickleError", "read_torch_file", "register_rebuild",
            "safe_unpickle", "state_dict_of_pickled_module", "to_plain"]
 
 
@@ -314,7 +314,7 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.rpartition("/")[2] == "constants.pkl" for name in archive.namelist())
 
 
-def read_checkpoint(path: str | Path) -> Any:
+def read_torch_file(path: str | Path) -> Any:
     """The object a torch checkpoint holds (tensors on the CPU), read without running any of its pickled code.
 
     Raises:

@@ -13,7 +13,7 @@ Sources accepted by ``zoo.create_model(..., pretrained=SOURCE)``:
   sha256 (from the weight set, a ``#sha256=<hex>`` fragment, or a torch-hub style ``name-<hexprefix>.pth`` name);
 - an MLflow URI: ``runs:/<run_id>/<path>``, ``models:/<name>/<version>`` or ``models:/<name>@<alias>``.
 
-Loading never runs pickled code: every torch file goes through :func:`zoo.safe_pickle.read_checkpoint`, which
+Loading never runs pickled code: every torch file goes through :func:`zoo.safe_pickle.read_torch_file`, which
 rebuilds allow-listed data types and turns any other object into an inert stand-in. A family maps the official
 key names onto its own with the registry's ``checkpoint_filter`` and reads constructor arguments off the file
 with ``kwargs_from_checkpoint(state_dict)`` or ``kwargs_from_checkpoint(state_dict, checkpoint)`` (the whole
@@ -41,8 +41,7 @@ from tqdm.auto import tqdm
 from zoo.errors import CheckpointError, CheckpointMismatchError, HashMismatchError
 from zoo.protocols import Classifier
 from zoo.registry import ModelEntry, WeightSet
-from zoo.safe_pickle import is_pickled_module, register_rebuild, state_dict_of_pickled_module
-from zoo.safe_pickle import read_checkpoint as read_torch_file
+from zoo.safe_pickle import is_pickled_module, read_torch_file, register_rebuild, state_dict_of_pickled_module
 
 __all__ = [
     "LoadedWeights",
