@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 from zoo.data.base import ZooDataModule, cache_root
 from zoo.data.splits import Split, random_split
+from zoo.data.survival_covariates import CovariateEncoding
 
 from zoo.errors import DataError
 
@@ -83,21 +84,28 @@ def default_horizons(time: np.ndarray, event: np.ndarray) -> list[float]:
 
 
 class _Rows(Dataset):
+    """Subjects: their inputs, and their time and event when known (None: prediction of new subjects)."""
+
     def __init__(self, inputs: list[np.ndarray], time, event, ids):
         self.inputs, self.time, self.event, self.ids = inputs, time, event, ids
 
     def __len__(self) -> int:
-        return len(self.time)
+        return len(self.ids)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"inputs": [torch.as_tensor(x[i]) for x in self.inputs], "time": torch.tensor(self.time[i]),
-                "event": torch.tensor(self.event[i]), "id": str(self.ids[i])}
+        item = {"inputs": [torch.as_tensor(x[i]) for x in self.inputs], "id": str(self.ids[i])}
+        if self.time is not None:
+            item["time"], item["event"] = torch.tensor(self.time[i]), torch.tensor(self.event[i])
+        return item
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the rows; patch sets of different lengths are zero-padded with a mask (B, N)."""
-    batch: dict[str, Any] = {"time": torch.stack([it["time"] for it in items]),
-                             "event": torch.stack([it["event"] for it in items]), "id": [it["id"] for it in items]}
+    """Stack the rows; patch sets of different lengths are zero-padded with a mask (B, N). Rows without
+    outcomes (new subjects) give a batch without ``time`` and ``event``."""
+    batch: dict[str, Any] = {"id": [it["id"] for it in items]}
+    if "time" in items[0]:
+        batch["time"] = torch.stack([it["time"] for it in items])
+        batch["event"] = torch.stack([it["event"] for it in items])
     inputs = []
     for k in range(len(items[0]["inputs"])):
         parts = [it["inputs"][k] for it in items]
@@ -119,6 +127,11 @@ class _SurvivalBase(ZooDataModule):
     in_memory = True
     source = ""
     collate_fn = staticmethod(collate)
+    train_time: np.ndarray | None = None  # None: no training part read (evaluation or prediction of other data)
+    train_event: np.ndarray | None = None
+    horizons: list[float] | None = None
+    split: Split | None = None
+    given_horizons: list[float] | None = None
 
     def _datasets(self, inputs, time, event, ids, split: Split) -> None:
         self.split = split
@@ -126,21 +139,38 @@ class _SurvivalBase(ZooDataModule):
         self.horizons = self.given_horizons or default_horizons(self.train_time, self.train_event)
         self.sets = {name: _Rows([x[idx] for x in inputs], time[idx], event[idx], ids[idx])
                      for name, idx in zip(("train", "val", "test"), split, strict=True)}
+        self.sources = dict.fromkeys(("train", "val", "test"), self.source)
 
     def split_dataset(self, split: str) -> _Rows:
-        """The subjects of ``split``; predictions are made for the test subjects."""
-        return self.sets["test" if split == "predict" else split]
+        """The subjects of ``split``; without a prediction file, predictions are made for the test subjects."""
+        if split == "predict" and "predict" not in self.sets:
+            split = "test"
+        if split not in self.sets:
+            raise DataError(f"{type(self).__name__} has no {split} subjects: it read only "
+                            f"{', '.join(self.sets) or 'nothing'} ({self.source})")
+        return self.sets[split]
 
     def baseline_dataloader(self):
         """The training part in order, unshuffled: the Breslow baseline hazard and censoring weights."""
         return self.loader(self.sets["train"], shuffle=False, collate_fn=collate)
 
+    def evaluation_line(self, split: str) -> str:
+        """What ``split`` ("val", "test", "predict") holds, in one line: file, subjects, events, which part."""
+        own = split == "predict" and "predict" not in self.sets
+        rows = self.split_dataset(split)
+        where = self.sources.get("predict" if split == "predict" and not own else split, self.source)
+        events = f", {int(rows.event.sum())} events" if rows.event is not None else ", outcomes not given"
+        part = ("the test part of the run's own data (give --data.predict_path FILE to predict other subjects)"
+                if own else f"the {split} part" if where == self.source and self.split is not None else "every row")
+        return f"{split}: {len(rows)} subjects{events} of {where} ({part})"
+
     def describe(self) -> str:
         s = self.sets
-        events = int(sum(float(d.event.sum()) for d in s.values()))
+        events = int(sum(float(d.event.sum()) for d in s.values() if d.event is not None))
         total = sum(len(d) for d in s.values())
-        return (f"{self.source}: {total} subjects, {events} events; train {len(s['train'])}, val {len(s['val'])}, "
-                f"test {len(s['test'])}; inputs {self.model_inputs_desc}; horizons {self.horizons}")
+        sizes = ", ".join(f"{name} {len(d)}" for name, d in s.items())
+        return (f"{self.source}: {total} subjects, {events} events; {sizes}; inputs {self.model_inputs_desc}; "
+                f"horizons {self.horizons}")
 
 
 class SurvivalTableData(_SurvivalBase):
@@ -152,44 +182,114 @@ class SurvivalTableData(_SurvivalBase):
         covariates: columns to use; None: every other column except ``id_column``.
         val / test: fractions of subjects; ``folds`` / ``fold``: k-fold cross-validation instead of a test share.
         horizons: times for the time-dependent AUC (default: quartiles of the training event times).
+        test_path: a table evaluated whole by ``zoo test`` (every row, no split; time and event needed); in
+            training it is the test part and ``path`` is split into training and validation only.
+        predict_path: a table of subjects predicted whole by ``zoo predict`` (time and event not needed); without
+            it the test part of ``path`` is predicted.
+        encoding: the covariate encoding fitted on the training part
+            (:meth:`~zoo.data.survival_covariates.CovariateEncoding.to_dict`); set by the module itself, restored
+            from checkpoints, so that other files are encoded as the training file was.
     """
 
     def __init__(self, path: str | None = None, dataset: str = "gbsg2", time_column: str | None = None,
                  event_column: str | None = None, covariates: list[str] | None = None, id_column: str | None = None,
                  val: float = 0.15, test: float = 0.2, folds: int = 1, fold: int = 0,
-                 horizons: list[float] | None = None, batch_size: int = 64, num_workers: int | None = None,
+                 horizons: list[float] | None = None, test_path: str | None = None, predict_path: str | None = None,
+                 encoding: dict[str, Any] | None = None, batch_size: int = 64, num_workers: int | None = None,
                  seed: int = 0):
         super().__init__(batch_size, num_workers, seed)
+        self.save_hyperparameters()
         if path is None:
             if dataset not in LIFELINES_COHORTS:
                 raise DataError(f"--data.dataset must be one of {', '.join(LIFELINES_COHORTS)}, got {dataset!r}")
             _, t_col, e_col, unit = LIFELINES_COHORTS[dataset]
-            path = str(self.write_cohort(dataset))
             time_column, event_column = time_column or t_col, event_column or e_col
             self.source = f"lifelines {dataset} (real cohort, time in {unit})"
         else:
             self.source = str(path)
+        self.path = path
         self.time_column, self.event_column = time_column or "time", event_column or "event"
-        frame = _read_table(Path(path))
-        for column in (self.time_column, self.event_column, *(covariates or [])):
-            if column not in frame.columns:
-                raise DataError(f"{path}: no column {column!r}; columns: {', '.join(map(str, frame.columns))}")
-        time, event = check_survival(frame[self.time_column], frame[self.event_column], str(path))
-        ids = frame[id_column].astype(str).to_numpy() if id_column else np.arange(len(frame)).astype(str)
-        names = covariates or [c for c in frame.columns if c not in (self.time_column, self.event_column, id_column)]
-        features = pd.get_dummies(frame[names], drop_first=True, dtype=np.float32)
-        if features.isna().any().any():
-            row = int(np.flatnonzero(features.isna().any(axis=1).to_numpy())[0])
-            raise DataError(f"{path}: row {row + 1}: missing covariate values")
-        x = features.to_numpy(np.float32)
-        split = _split(event, val, test, seed, folds, fold)
-        mean, std = x[split.train].mean(0), x[split.train].std(0) + 1e-6  # training part only
-        self.feature_names = list(features.columns)
-        self.scaler = {"mean": mean.tolist(), "std": std.tolist()}
         self.given_horizons = horizons
-        self.model_inputs = {"in_features": x.shape[1]}
-        self.model_inputs_desc = f"{x.shape[1]} covariates"
-        self._datasets([(x - mean) / std], time, event, ids, split)
+        self.sets: dict[str, _Rows] = {}
+        self.sources: dict[str, str] = {}
+        if encoding is None:  # a training run: fit the encoding on the training part
+            self._read_training()
+        else:  # a trained run's encoding: other files are read when a stage needs them
+            self.encoding = CovariateEncoding.from_dict(encoding)
+        width = len(self.encoding.features)
+        self.model_inputs = {"in_features": width}
+        self.model_inputs_desc = f"{width} covariates"
+
+    # --- reading ------------------------------------------------------------------------------------------------
+    def _frame(self, path: str | None) -> tuple[pd.DataFrame, str]:
+        if path is None:
+            return _read_table(self.write_cohort(self.hparams.dataset)), self.source
+        return _read_table(Path(path).expanduser()), str(path)
+
+    def _outcomes(self, frame: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
+        for column in (self.time_column, self.event_column):
+            if column not in frame.columns:
+                raise DataError(f"{source}: no column {column!r}; columns: {', '.join(map(str, frame.columns))}")
+        return check_survival(frame[self.time_column], frame[self.event_column], source)
+
+    def _ids(self, frame: pd.DataFrame, source: str) -> np.ndarray:
+        column = self.hparams.id_column
+        if column is None:
+            return np.arange(len(frame)).astype(str)
+        if column not in frame.columns:
+            raise DataError(f"{source}: no id column {column!r}; columns: {', '.join(map(str, frame.columns))}")
+        return frame[column].astype(str).to_numpy()
+
+    def _read_training(self) -> None:
+        """Read ``path``, split it, fit the encoding on its training part (unless restored) and encode it."""
+        hp = self.hparams
+        frame, source = self._frame(self.path)
+        for column in hp.covariates or []:
+            if column not in frame.columns:
+                raise DataError(f"{source}: no column {column!r}; columns: {', '.join(map(str, frame.columns))}")
+        time, event = self._outcomes(frame, source)
+        ids = self._ids(frame, source)
+        split = _split(event, hp.val, 0.0 if hp.test_path and hp.folds <= 1 else hp.test, hp.seed, hp.folds,
+                       hp.fold)
+        if hp.encoding is None:
+            names = hp.covariates or [c for c in frame.columns
+                                      if c not in (self.time_column, self.event_column, hp.id_column)]
+            self.encoding = CovariateEncoding.fit(frame, names, split.train, source)
+            self.hparams["encoding"] = self.encoding.to_dict()  # kept with the run (checkpoints record it)
+        self.feature_names = self.encoding.features
+        self.scaler = {"mean": list(self.encoding.mean), "std": list(self.encoding.std)}
+        self._datasets([self.encoding.transform(frame, source)], time, event, ids, split)
+        if hp.test_path and hp.folds <= 1:
+            self.sets["test"] = self._file_rows(hp.test_path, outcomes=True)
+            self.sources["test"] = str(hp.test_path)
+
+    def _file_rows(self, path: str, outcomes: bool) -> _Rows:
+        """Every row of ``path``, encoded with the run's encoding; time and event required when ``outcomes``,
+        else read when both columns are there."""
+        frame, source = self._frame(path)
+        if len(frame) == 0:
+            raise DataError(f"{source}: no rows")
+        known = outcomes or {self.time_column, self.event_column} <= set(frame.columns)
+        time, event = self._outcomes(frame, source) if known else (None, None)
+        return _Rows([self.encoding.transform(frame, source)], time, event, self._ids(frame, source))
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read what ``stage`` needs: ``test_path`` alone for "test" and ``predict_path`` alone for "predict" when
+        the encoding is the run's; else ``path``, split."""
+        hp = self.hparams
+        if stage == "predict" and hp.predict_path:
+            self.sets["predict"] = self._file_rows(hp.predict_path, outcomes=False)
+            self.sources["predict"] = str(hp.predict_path)
+            return
+        if stage == "test" and hp.test_path and "test" not in self.sets:
+            self.sets["test"] = self._file_rows(hp.test_path, outcomes=True)
+            self.sources["test"] = str(hp.test_path)
+            self.horizons = self.given_horizons
+            return
+        if stage in ("test", "predict") and "test" in self.sets:
+            return
+        if "train" not in self.sets:
+            self._read_training()
 
     @staticmethod
     def write_cohort(dataset: str) -> Path:

@@ -46,9 +46,10 @@ def _array(values: Any) -> np.ndarray:
 
 
 def survival_metrics(time: np.ndarray, event: np.ndarray, risk: np.ndarray, train_time: np.ndarray,
-                     train_event: np.ndarray, train_risk: np.ndarray, horizons: list[float],
+                     train_event: np.ndarray, baseline: tuple[np.ndarray, np.ndarray], horizons: list[float],
                      threshold: float) -> dict[str, float]:
-    """Every metric of one split (see the module docstring) from its risks and the training part's."""
+    """Every metric of one split (see the module docstring) from its risks, the training part's times and events
+    and the Breslow ``baseline`` fitted on the training part's risks."""
     metrics = {"c_index": sm.harrell_c(time, event, risk),
                "uno_c_index": sm.uno_c(time, event, risk, train_time, train_event,
                                        tau=float(train_time[train_event > 0].max()) if train_event.any() else None)}
@@ -57,7 +58,6 @@ def survival_metrics(time: np.ndarray, event: np.ndarray, risk: np.ndarray, trai
         metrics[f"td_auc_{horizon:g}"] = auc
     finite = [a for a in aucs if np.isfinite(a)]
     metrics["td_auc_mean"] = float(np.mean(finite)) if finite else float("nan")
-    baseline = sm.breslow_baseline(train_time, train_event, train_risk)
     metrics["ibs"] = sm.integrated_brier_score(time, event, risk, baseline, train_time, train_event)
     high = risk > threshold
     metrics["logrank_p"] = logrank_p(time, event, high)
@@ -155,9 +155,10 @@ class SurvivalTask(ZooTask):
         model = model or self.model
         extra = {"mask": batch["mask"]} if batch.get("mask") is not None else {}
         risk = model(*batch["inputs"], **extra)
-        if risk.ndim > 2 or (risk.ndim == 2 and risk.shape[1] != 1) or risk.numel() != len(batch["time"]):
+        size = len(batch["time"]) if "time" in batch else len(batch["id"])  # new subjects have no outcomes
+        if risk.ndim > 2 or (risk.ndim == 2 and risk.shape[1] != 1) or risk.numel() != size:
             raise ValueError(f"{self.model_id} gave log-risks of shape {tuple(risk.shape)} for a batch of "
-                             f"{len(batch['time'])}; a survival model gives (B,) or (B, 1)")
+                             f"{size}; a survival model gives (B,) or (B, 1)")
         return risk.reshape(-1)
 
     @override
@@ -217,9 +218,10 @@ class SurvivalTask(ZooTask):
     # --- the training part's risks: Breslow baseline and the risk-group threshold -------------------------------
     @torch.no_grad()
     def training_risks(self) -> np.ndarray | None:
-        """Log-risks of the training part in order (the data module's ``baseline_dataloader``), or None."""
+        """Log-risks of the training part in order (the data module's ``baseline_dataloader``), or None when the
+        data module holds no training part (evaluation of another file: the checkpoint's baseline is used)."""
         datamodule = self.datamodule
-        if not isinstance(datamodule, SurvivalCohort):
+        if not isinstance(datamodule, SurvivalCohort) or datamodule.train_time is None:
             return None
         loader = datamodule.baseline_dataloader
         model, was_training = self.eval_model, self.eval_model.training
@@ -250,7 +252,8 @@ class SurvivalTask(ZooTask):
         train_risk = self.training_risks()
         if train_risk is not None and len(train_risk) == len(self.train_time):
             self.fit_baseline(train_risk)
-            metrics |= survival_metrics(time, event, risk, self.train_time, self.train_event, train_risk,
+        if self.baseline is not None and len(self.train_time):  # fitted now, or the checkpoint's (other data)
+            metrics |= survival_metrics(time, event, risk, self.train_time, self.train_event, self.baseline,
                                         self.horizons, self.threshold)
         else:
             metrics["c_index"] = sm.harrell_c(time, event, risk)
