@@ -83,7 +83,9 @@ class TabularData(ZooDataModule):
             are given, other columns are left out).
         drop_columns: columns to leave out (ids, leaks).
         split_column: a column holding train/val/test for each row (fixed splits in one file).
-        val_path / test_path: fixed validation / test tables with the same columns.
+        val_path / test_path: fixed validation / test tables with the same columns. With a trained run's
+            ``schema``, ``zoo test --data.test_path FILE`` evaluates every row of FILE alone (the training table is
+            not read; the fitted transform comes from the checkpoint).
         val_fraction / test_fraction: random split sizes when there are no fixed splits.
         num_policy: "quantile" (the paper's), "standard" or "none".
         batch_size / eval_batch_size: rows per training / evaluation batch (every row is kept: no partial
@@ -92,6 +94,8 @@ class TabularData(ZooDataModule):
         seed: seed of the random split, of the quantile-fit noise and of the shuffling.
         schema: the fitted schema of a trained run (``TableSchema.to_dict``); set by the data module itself and
             restored from checkpoints.
+        predict_path: the table (or benchmark directory) of rows ``zoo predict`` predicts, with or without the
+            target column; None: every row of ``path``.
 
     Attributes:
         schema: the :class:`TableSchema`; ``hparams["schema"]`` holds its dict form.
@@ -105,7 +109,8 @@ class TabularData(ZooDataModule):
                  drop_columns: list[str] | None = None, split_column: str | None = None,
                  val_path: str | None = None, test_path: str | None = None, val_fraction: float = 0.2,
                  test_fraction: float = 0.2, num_policy: NumPolicy = "quantile", batch_size: int = 256,
-                 eval_batch_size: int = 1024, num_workers: int = 0, seed: int = 0, schema: dict | None = None):
+                 eval_batch_size: int = 1024, num_workers: int = 0, seed: int = 0, schema: dict | None = None,
+                 predict_path: str | None = None):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
         self.eval_batch_size = eval_batch_size
@@ -162,10 +167,19 @@ class TabularData(ZooDataModule):
         self._frames, self._sources = table.frames, table.sources
         return table
 
+    def _read_test_file(self) -> None:
+        """Only ``test_path``, for evaluating a trained run on it: every row, no split, no training table."""
+        path = self.hparams.test_path
+        frame = read_table(path)
+        if self.schema.target not in frame.columns:
+            raise DataError(f"{path}: no target column {self.schema.target!r} to evaluate against; columns: "
+                            f"{', '.join(map(str, frame.columns))}")
+        self._frames, self._sources = {"test": frame}, {"test": str(path)}
+
     def _ensure_fitted(self) -> None:
         if self.preprocessing.fitted:
             return
-        if self._frames is None:
+        if self._frames is None or "train" not in self._frames:
             raise DataError("the tabular data module has no fitted preprocessing: it is restored from the "
                             "checkpoint (zoo predict --ckpt ...) or fitted on the training table")
         self.preprocessing.fit(self._frames["train"], self._sources["train"])
@@ -198,8 +212,33 @@ class TabularData(ZooDataModule):
             if len(frame) == 0:  # before the transform, whose scikit-learn error would not name the split
                 raise DataError(f"{source}: the {split} split is empty")
             self._ensure_fitted()
-            self._tensors[split] = self.preprocessing.transform(frame, source)
+            tensors = self.preprocessing.transform(frame, source)
+            if split != "predict":
+                self._check_classes(frame, tensors, source)
+            self._tensors[split] = tensors
         return self._tensors[split]
+
+    def _check_classes(self, frame: pd.DataFrame, tensors: TableTensors, source: str) -> None:
+        """A class the model was not trained with, in rows to evaluate, is named with the trained classes."""
+        if self.task_type == "regression" or self.schema.target not in frame.columns:
+            return
+        unknown = torch.nonzero(tensors.y < 0).flatten()
+        if len(unknown):
+            i = int(unknown[0])
+            label = frame.index[i]
+            row = int(label) + 1 if isinstance(label, (int, np.integer)) else i + 1
+            raise DataError(f"{source}: row {row}, target {self.schema.target!r}: "
+                            f"{frame[self.schema.target].iloc[i]!r} is not one of the classes the model was trained "
+                            f"with ({', '.join(self.schema.class_names)})")
+
+    def evaluation_line(self, split: str) -> str:
+        """What ``split`` ("val", "test", "predict") holds, in one line: the file, the rows, which part."""
+        tensors = self.split_tensors(split)
+        if split == "predict":
+            return f"predict: {len(tensors)} rows of {self._predict_source} (every row)"
+        whole = self._frames is not None and "train" not in self._frames
+        part = "every row" if whole else f"the {split} split of the run's own data"
+        return f"{split}: {len(tensors)} rows of {self._sources[split]} ({part})"
 
     def train_table(self) -> TableTensors:
         """The whole preprocessed training table: TabR's candidates, on every rank under DDP."""
@@ -211,8 +250,11 @@ class TabularData(ZooDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
-            self.predict_frame, self._predict_source = read_prediction_rows(self.hparams.path)
+            self.predict_frame, self._predict_source = read_prediction_rows(self.hparams.predict_path
+                                                                            or self.hparams.path)
             self._tensors.pop("predict", None)
+        elif self._frames is None and stage == "test" and self.hparams.test_path:
+            self._read_test_file()  # a trained run's schema: the test file alone
         elif self._frames is None:
             self._read_splits()
 
