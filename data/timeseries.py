@@ -288,6 +288,10 @@ class TimeSeriesData(ZooDataModule):
         scaler: "standard", "minmax" ([0, 1] on training), "max" (divide by the training max |x|), "none"; per
             variable, fitted on the training part of every series only.
         schema: the fitted columns and scaler of a trained run (set by the module, restored from checkpoints).
+        test_path: a file whose every window is the test split (``zoo test --ckpt CKPT --data.test_path new.csv``
+            evaluates it alone, scaled with the checkpoint's scaler, without reading ``path``).
+        predict_path: the file ``zoo predict`` forecasts from (every window, the last one's forecasts past its
+            end); None: ``path``.
     """
 
     in_memory = True
@@ -297,7 +301,7 @@ class TimeSeriesData(ZooDataModule):
                  sort: bool = False, missing: Missing = "error", window: int = 5, horizon: int = 1, stride: int = 1,
                  val_fraction: float = 0.1, test_fraction: float = 0.1, gap: int = 0, split_on: SplitOn = "windows",
                  scaler: Scaler = "minmax", batch_size: int = 64, num_workers: int | None = 0, seed: int = 0,
-                 schema: dict | None = None):
+                 schema: dict | None = None, test_path: str | None = None, predict_path: str | None = None):
         super().__init__(batch_size, num_workers, seed)
         if window < 1 or horizon < 1 or stride < 1 or gap < 0:
             raise DataError(f"--data.window, --data.horizon and --data.stride must be >= 1 and --data.gap >= 0, got "
@@ -313,6 +317,7 @@ class TimeSeriesData(ZooDataModule):
         self._datasets: dict[str, WindowDataset] = {}
         self._index: dict[str, np.ndarray] = {}
         self.panel: Panel | None = None
+        self.test_panel: Panel | None = None  # the panel of test_path, when the test split is that file
         if schema is None:
             self.panel = self._read()
             schema = self._fit_schema(self.panel)
@@ -429,7 +434,7 @@ class TimeSeriesData(ZooDataModule):
         return (values - np.asarray(self.schema["offset"])) / np.asarray(self.schema["scale"])
 
     def _build(self) -> None:
-        if self._datasets:
+        if "train" in self._datasets:
             return
         if self.panel is None:
             self.panel = self._read()
@@ -462,19 +467,42 @@ class TimeSeriesData(ZooDataModule):
                                    "targets)"))
         t = self.num_targets
         for name, rows in index.items():
+            if name == "test" and self.test_panel is not None:
+                continue  # the test split is the test file
             array = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
             self._index[name] = array
             self._datasets[name] = WindowDataset(series, array, self.window, self.horizon, t)
 
+    def _build_test_file(self) -> None:
+        """Every window of ``test_path`` (with all its forecast steps inside the series) is the test split,
+        scaled with the run's scaler."""
+        panel = self._read(Path(self.hparams.test_path).expanduser())
+        series, rows = [], []
+        for i, v in enumerate(panel.values):
+            series.append(self.scale(v))
+            if len(v) >= self.window + self.horizon:
+                rows.extend((i, s) for s in window_starts(len(v), self.window, self.horizon, self.stride))
+        if not rows:
+            raise DataError(f"{panel.source}: no series has window {self.window} + horizon {self.horizon} = "
+                            f"{self.window + self.horizon} steps (longest: {max(len(v) for v in panel.values)})")
+        self.test_panel = panel
+        self._index["test"] = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+        self._datasets["test"] = WindowDataset(series, self._index["test"], self.window, self.horizon,
+                                               self.num_targets)
+
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
             self._setup_predict()
-        else:
+            return
+        if self.hparams.test_path and self.test_panel is None:
+            self._build_test_file()
+        if stage != "test" or not self.hparams.test_path:  # a test file alone needs no training file
             self._build()
 
     def _setup_predict(self) -> None:
         hp = self.hparams
-        panel = self._read(Path(hp.path).expanduser()) if hp.path else self._read()
+        path = hp.predict_path or hp.path
+        panel = self._read(Path(path).expanduser()) if path else self._read()
         series, rows = [], []
         for i, v in enumerate(panel.values):
             series.append(self.scale(v))
@@ -489,7 +517,11 @@ class TimeSeriesData(ZooDataModule):
                                                   self.num_targets, with_targets=False)
 
     def dataset(self, split: str) -> WindowDataset:
-        if split == "predict":
+        if split in self._datasets:
+            return self._datasets[split]
+        if split == "test" and self.hparams.test_path:
+            self._build_test_file()
+        elif split == "predict":
             if "predict" not in self._datasets:
                 self._setup_predict()
         else:
@@ -498,13 +530,13 @@ class TimeSeriesData(ZooDataModule):
 
     def origins(self, split: str) -> list[tuple[str, Any]]:
         """(series id, time of the last input step) of every window of ``split``, in loader order."""
-        panel = self.predict_panel if split == "predict" else self.panel
+        panel = self.split_panel(split)
         return [(panel.ids[i], panel.times[i][s + self.window - 1]) for i, s in self._index[split]]
 
     def target_times(self, split: str) -> list[np.ndarray]:
         """The times of the ``horizon`` forecast steps of every window of ``split``, in loader order; steps past
         the end of a series (the future, at prediction) continue its time axis at its usual step."""
-        panel = self.predict_panel if split == "predict" else self.panel
+        panel = self.split_panel(split)
         out = []
         for i, s in self._index[split]:
             times = panel.times[i]
@@ -517,15 +549,31 @@ class TimeSeriesData(ZooDataModule):
 
     def series_ids(self, split: str) -> list[str]:
         """The series id of every window of ``split``, in loader order."""
-        panel = self.predict_panel if split == "predict" else self.panel
+        panel = self.split_panel(split)
         return [panel.ids[i] for i in self._index[split][:, 0]]
+
+    def split_panel(self, split: str) -> Panel:
+        """The series the windows of ``split`` are cut from."""
+        if split == "predict":
+            return self.predict_panel
+        return self.test_panel if split == "test" and self.test_panel is not None else self.panel
 
     def split_dataset(self, split: str) -> WindowDataset:
         return self.dataset(split)
 
+    def evaluation_line(self, split: str) -> str:
+        """What ``split`` ("val", "test", "predict") holds, in one line: the file, series, windows, which part."""
+        windows = len(self.dataset(split))
+        panel = self.split_panel(split)
+        own = split != "predict" and panel is self.panel
+        part = f"the {split} part of the run's own data" if own else \
+            "every window, the last ones forecasting past the end" if split == "predict" else "every window"
+        return (f"{split}: {windows} windows of {self.window} -> {self.horizon} steps from {len(panel.ids)} series "
+                f"of {panel.source} ({part})")
+
     @property
     def has_test_split(self) -> bool:
-        return self.hparams.test_fraction > 0
+        return self.hparams.test_fraction > 0 or bool(self.hparams.test_path)
 
     def describe(self) -> str:
         hp = self.hparams
