@@ -414,6 +414,12 @@ class SepsisData(ZooDataModule):
         num_patients: size of the simulated cohort (ignored with ``root``).
         batch_size / num_workers / seed: as :class:`zoo.data.base.ZooDataModule`.
         eval_batch_size: patients per validation, test and prediction batch.
+        test_root: a folder of labelled patient files that ``zoo test`` evaluates whole (every patient, no split;
+            ``root`` is not read).
+        predict_root: a folder of patient files ``zoo predict`` scores (``SepsisLabel`` not needed); None: every
+            patient file under ``root``.
+        feature_mean / feature_std / positive_fraction: the statistics fitted on the training patients; set by the
+            module itself and restored from checkpoints, so other patients are z-scored as the training ones were.
 
     Attributes after ``setup``: ``feature_mean`` / ``feature_std`` (108,) fitted on the training hours,
     ``positive_fraction`` (share of labelled training hours that are positive), ``in_features`` = 118.
@@ -430,18 +436,27 @@ class SepsisData(ZooDataModule):
     collate_fn = staticmethod(pad_patients)
 
     def __init__(self, root: str | None = None, val: float = 0.1, test: float = 0.1, num_patients: int = 1000,
-                 batch_size: int = 16, eval_batch_size: int = 64, num_workers: int | None = None, seed: int = 0):
+                 batch_size: int = 16, eval_batch_size: int = 64, num_workers: int | None = None, seed: int = 0,
+                 test_root: str | None = None, predict_root: str | None = None,
+                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None,
+                 positive_fraction: float | None = None):
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        self.save_hyperparameters()
         if num_patients < 20:
             raise DataError(f"--data.num_patients must be at least 20, got {num_patients}")
+        for name, values in (("feature_mean", feature_mean), ("feature_std", feature_std)):
+            if values is not None and len(values) != len(FEATURE_NAMES):
+                raise DataError(f"--data.{name} holds {len(values)} values; the hourly features are "
+                                f"{len(FEATURE_NAMES)}")
         self.root, self.val, self.test = root, val, test
         self.num_patients, self.eval_batch_size = num_patients, eval_batch_size
         self.simulated = root is None
         self.datasets: dict[str, PatientDataset] = {}
-        self.feature_mean: np.ndarray | None = None
-        self.feature_std: np.ndarray | None = None
-        self.positive_fraction: float | None = None
+        self.feature_mean = None if feature_mean is None else np.asarray(feature_mean, dtype=np.float32)
+        self.feature_std = None if feature_std is None else np.asarray(feature_std, dtype=np.float32)
+        self.positive_fraction = positive_fraction
         self.feature_names = FEATURE_NAMES
+        self.sources: dict[str, Path] = {}
 
     def source(self) -> Path:
         if self.root is not None:
@@ -453,23 +468,38 @@ class SepsisData(ZooDataModule):
         self.source()
 
     def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
         if stage == "predict":
-            files = find_patient_files(self.source())
+            folder = Path(hp.predict_root) if hp.predict_root else self.source()
+            files = find_patient_files(folder)
             self.datasets["predict"] = PatientDataset([load_patient(f, require_label=False) for f in files])
+            self.sources["predict"] = folder
             return
+        if hp.test_root and "test" not in self.datasets:  # every patient of the folder, no split
+            self.datasets["test"] = PatientDataset([load_patient(f) for f in find_patient_files(hp.test_root)])
+            self.sources["test"] = Path(hp.test_root)
+            if stage == "test":
+                return  # evaluated with the run's statistics; root is not read
         if "train" in self.datasets:
             return
         files = find_patient_files(self.source())
         patients = [load_patient(f) for f in files]
         septic = np.array([bool(np.nansum(p["labels"]) > 0) for p in patients])
-        split = grouped_split([p["patient"] for p in patients], self.val, self.test, seed=self.seed, stratify=septic)
+        split = grouped_split([p["patient"] for p in patients], self.val, 0.0 if hp.test_root else self.test,
+                              seed=self.seed, stratify=septic)
         for name, index in zip(("train", "val", "test"), split, strict=True):
-            self.datasets[name] = PatientDataset([patients[i] for i in index])
+            if name != "test" or not hp.test_root:
+                self.datasets[name] = PatientDataset([patients[i] for i in index])
+                self.sources[name] = self.source()
         train = self.datasets["train"].patients
-        self.feature_mean, self.feature_std = fit_normaliser([p["features"] for p in train])
-        labels = np.concatenate([p["labels"] for p in train])
-        labels = labels[~np.isnan(labels)]
-        self.positive_fraction = float(labels.mean()) if len(labels) else 0.0
+        if self.feature_mean is None or self.feature_std is None:  # fitted once, on the training patients
+            self.feature_mean, self.feature_std = fit_normaliser([p["features"] for p in train])
+            labels = np.concatenate([p["labels"] for p in train])
+            labels = labels[~np.isnan(labels)]
+            self.positive_fraction = float(labels.mean()) if len(labels) else 0.0
+            # kept with the run: a checkpoint records its data module's arguments
+            self.hparams.update(feature_mean=self.feature_mean.tolist(), feature_std=self.feature_std.tolist(),
+                                positive_fraction=self.positive_fraction)
         self.septic_counts = {n: int(sum(np.nansum(p["labels"]) > 0 for p in d.patients))
                               for n, d in self.datasets.items()}
 
@@ -477,6 +507,18 @@ class SepsisData(ZooDataModule):
         if split == "predict" and "predict" not in self.datasets:
             self.setup("predict")
         return self.datasets[split]
+
+    def evaluation_line(self, split: str) -> str:
+        """What ``split`` ("val", "test", "predict") holds, in one line: the folder, patients, hours, which part."""
+        patients = self.split_dataset(split).patients
+        hours = sum(len(p["labels"]) for p in patients)
+        septic = sum(bool(np.nansum(p["labels"]) > 0) for p in patients)
+        own = split != "predict" and not (split == "test" and self.hparams.test_root)
+        part = (f"the {split} part of the run's own patients" if own else "every patient file"
+                + ("" if split != "predict" or self.hparams.predict_root else
+                   ", the run's training patients among them: give --data.predict_root FOLDER for others"))
+        labels = f", {septic} septic" if split != "predict" else ""
+        return f"{split}: {len(patients)} patients{labels}, {hours} hours of {self.sources[split]} ({part})"
 
     def describe(self) -> str:
         source = (f"SIMULATED ICU cohort in the PhysioNet 2019 .psv format ({self.num_patients} patients, "
