@@ -277,15 +277,25 @@ def simulate_cst_day(folder: str | Path, events: int = 40_000, seed: int = 0, ti
 
 
 # --- the data module ---------------------------------------------------------------------------------------------
-def _zscore(train: np.ndarray, *others: np.ndarray, columns: Sequence[Sequence[int]]) -> list[np.ndarray]:
-    """Z-score groups of columns with one mean/std per group, fitted on ``train`` only."""
-    out = [a.copy() for a in (train, *others)]
+BOOK_GROUPS = (tuple(range(0, 40, 2)), tuple(range(1, 40, 2)))  # every book price, every book size
+MESSAGE_GROUPS = ((0,), (2,), (3,), (5,))  # inter-event time, size, price, depth
+
+
+def fit_zscore(train: np.ndarray, columns: Sequence[Sequence[int]]) -> list[list[float]]:
+    """[mean, std] of every group of columns of ``train`` (one pair per group, as TLOB normalises)."""
+    stats = []
     for group in columns:
-        group = list(group)
-        mean, std = train[:, group].mean(), train[:, group].std()
-        std = std if std > 0 else 1.0
-        for a in out:
-            a[:, group] = (a[:, group] - mean) / std
+        mean, std = float(train[:, list(group)].mean()), float(train[:, list(group)].std())
+        stats.append([mean, std if std > 0 else 1.0])
+    return stats
+
+
+def apply_zscore(array: np.ndarray, columns: Sequence[Sequence[int]], stats: Sequence[Sequence[float]]
+                 ) -> np.ndarray:
+    """``array`` with every group of columns z-scored by its [mean, std] of ``stats``."""
+    out = array.copy()
+    for group, (mean, std) in zip(columns, stats, strict=True):
+        out[:, list(group)] = (out[:, list(group)] - mean) / std
     return out
 
 
@@ -302,6 +312,13 @@ class LOBData(ZooDataModule):
             "time": the first event of every T seconds).
         simulated_events: events of the simulated day.
         val / test: fractions of a single LOBSTER day (several days are split 80/10/10 by day).
+        test_root: a folder of LOBSTER day files (or FI-2010 text files) evaluated whole by ``zoo test``: every
+            labelled window of its days, normalised with the run's statistics, ``root`` not read. Labels follow
+            TLOB's protocol on that data (alpha from its own price changes, as for every split).
+        predict_root: a folder of day files ``zoo predict`` scores, every window (the last ``horizon`` ones, whose
+            future is not in the files, too); None: the test windows of the run's own data.
+        normalisation: the z-score statistics of the training part ({"book": [[mean, std] of prices, of sizes],
+            "message": [[mean, std] per message column]}); set by the module, restored from checkpoints.
     """
 
     in_memory = True
@@ -311,8 +328,10 @@ class LOBData(ZooDataModule):
     def __init__(self, dataset: str = "simulated", root: str | None = None, horizon: int = 10, seq_len: int = 128,
                  features: str = "all", sampling: str = "none", sampling_quantity: int = 500,
                  sampling_seconds: float = 1.0, simulated_events: int = 40_000, val: float = 0.1, test: float = 0.1,
-                 batch_size: int = 128, num_workers: int | None = None, seed: int = 0):
+                 batch_size: int = 128, num_workers: int | None = None, seed: int = 0, test_root: str | None = None,
+                 predict_root: str | None = None, normalisation: dict[str, list[list[float]]] | None = None):
         super().__init__(batch_size, num_workers, seed)
+        self.save_hyperparameters()
         if dataset not in ("simulated", "lobster", "fi2010"):
             raise DataError(f"--data.dataset must be 'simulated', 'lobster' or 'fi2010', got {dataset!r}")
         if features not in ("all", "lob"):
@@ -328,6 +347,8 @@ class LOBData(ZooDataModule):
         self.simulated_events, self.val, self.test = simulated_events, val, test
         self.eval_batch_size = batch_size * 4
         self.splits: dict[str, WindowDataset] = {}
+        self.sources: dict[str, str] = {}
+        self.normalisation = normalisation
 
     # -- sources
     def _lobster_days(self, folder: Path) -> list[tuple[Path, Path]]:
@@ -363,19 +384,49 @@ class LOBData(ZooDataModule):
 
     def _lobster_windows(self, folder: Path) -> dict[str, WindowDataset]:
         arrays = self._lobster_split_arrays(folder)
-        labels = [tlob_labels((b[:, 0] + b[:, 2]) / 2, self.horizon) for _, b in arrays]
-        books = _zscore(*[b for _, b in arrays], columns=[range(0, 40, 2), range(1, 40, 2)])
-        messages = _zscore(*[m for m, _ in arrays], columns=[[0], [2], [3], [5]])
-        out = {}
-        for name, book, message, label in zip(("train", "val", "test"), books, messages, labels, strict=True):
-            x = book if self.features == "lob" else np.concatenate([book, message], axis=1)
-            n = len(x) - self.horizon - self.seq_len + 1  # windows with a label
-            offset = self.seq_len - min(10, self.horizon)
-            if n < 1:
-                raise DataError(f"the {name} split has {len(x)} snapshots: too few for windows of {self.seq_len} "
-                                f"and horizon {self.horizon}")
-            out[name] = WindowDataset(x, label[offset:offset + n], self.seq_len)
-        return out
+        if self.normalisation is None:  # fitted on the training part only, and kept with the run
+            self.normalisation = {"book": fit_zscore(arrays[0][1], BOOK_GROUPS),
+                                  "message": fit_zscore(arrays[0][0], MESSAGE_GROUPS)}
+            self.hparams["normalisation"] = self.normalisation
+        return {name: self._labelled_windows(message, book, name)
+                for name, (message, book) in zip(("train", "val", "test"), arrays, strict=True)}
+
+    def _labelled_windows(self, messages: np.ndarray, book: np.ndarray, name: str, every: bool = False
+                          ) -> WindowDataset:
+        """Windows of one part, normalised with the run's statistics and labelled by TLOB's rule; ``every``: also
+        the last ``horizon`` windows, whose label is unknown (-1), for prediction."""
+        label = tlob_labels((book[:, 0] + book[:, 2]) / 2, self.horizon)
+        stats = self.normalisation
+        book = apply_zscore(book, BOOK_GROUPS, stats["book"])
+        x = book if self.features == "lob" else np.concatenate(
+            [book, apply_zscore(messages, MESSAGE_GROUPS, stats["message"])], axis=1)
+        n = len(x) - self.horizon - self.seq_len + 1  # windows with a label
+        offset = self.seq_len - min(10, self.horizon)
+        if n < 1:
+            raise DataError(f"the {name} split has {len(x)} snapshots: too few for windows of {self.seq_len} "
+                            f"and horizon {self.horizon}")
+        y = label[offset:offset + n]
+        if every:
+            y = np.concatenate([y, np.full(len(x) - self.seq_len + 1 - n, -1, dtype=np.int64)])
+        return WindowDataset(x, y, self.seq_len)
+
+    def _folder_windows(self, folder: Path, name: str, every: bool = False) -> WindowDataset:
+        """Every window of the files under ``folder`` (its days joined in order; FI-2010: every text file)."""
+        if self.dataset == "fi2010":
+            files = sorted(folder.rglob("*.txt"))
+            if not files:
+                raise DataError(f"no FI-2010 text files (*.txt) under {folder}")
+            part = np.hstack([read_fi2010(f) for f in files])
+            rows = 40 if self.features == "lob" else 144
+            y = part[FI2010_HORIZON_ROWS[self.horizon], self.seq_len - 1:].astype(np.int64) - 1
+            return WindowDataset(part[:rows].T, y, self.seq_len)
+        if self.normalisation is None:
+            raise DataError(f"{folder}: LOB windows are normalised with the statistics of a trained run's training "
+                            "part; give --data.normalisation or use the checkpoint (zoo test|predict --ckpt)")
+        days = [preprocess_lobster(*read_lobster_day(m, o), self.sampling, self.sampling_quantity,
+                                   self.sampling_seconds) for m, o in self._lobster_days(folder)]
+        return self._labelled_windows(np.concatenate([d[0] for d in days]), np.concatenate([d[1] for d in days]),
+                                      name, every)
 
     def _fi2010_windows(self, folder: Path) -> dict[str, WindowDataset]:
         def find(name: str) -> Path:
@@ -396,13 +447,39 @@ class LOBData(ZooDataModule):
         return out
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
+        hp = self.hparams
+        statistics_known = self.dataset == "fi2010" or self.normalisation is not None
+        if stage == "predict" and hp.predict_root:
+            if not statistics_known:
+                self._own_splits()
+            self.splits["predict"] = self._folder_windows(Path(hp.predict_root), "predict", every=True)
+            self.sources["predict"] = str(hp.predict_root)
+            return
+        if stage == "test" and hp.test_root and statistics_known and "test" not in self.splits:
+            self._test_root_windows()  # a trained run's statistics: the test folder alone
+            return
+        self._own_splits()
+
+    def _own_splits(self) -> None:
+        if "train" in self.splits:
             return
         if self.dataset == "fi2010":
-            self.splits = self._fi2010_windows(Path(self.root))
+            own = self._fi2010_windows(Path(self.root))
+            source = f"FI-2010 NoAuction z-score in {self.root}"
         else:
             folder = self._simulated_folder() if self.dataset == "simulated" else Path(self.root)
-            self.splits = self._lobster_windows(folder)
+            own = self._lobster_windows(folder)
+            source = str(folder)
+        if self.hparams.test_root:
+            own.pop("test")
+        self.splits.update(own)
+        self.sources.update(dict.fromkeys(own, source))
+        if self.hparams.test_root and "test" not in self.splits:
+            self._test_root_windows()
+
+    def _test_root_windows(self) -> None:
+        self.splits["test"] = self._folder_windows(Path(self.hparams.test_root), "test")
+        self.sources["test"] = str(self.hparams.test_root)
 
     @property
     def num_features(self) -> int:
@@ -418,5 +495,20 @@ class LOBData(ZooDataModule):
                 f"horizon {self.horizon}, classes up/stationary/down (train {counts.tolist()})")
 
     def split_dataset(self, split: str) -> WindowDataset:
-        """The windows of ``split``; predictions are made on the test windows."""
-        return self.splits["test" if split == "predict" else split]
+        """The windows of ``split``; without ``predict_root``, predictions are made on the test windows."""
+        if split == "predict" and "predict" not in self.splits:
+            split = "test"
+        if split not in self.splits:
+            self.setup(split)
+        return self.splits[split]
+
+    def evaluation_line(self, split: str) -> str:
+        """What ``split`` ("val", "test", "predict") holds, in one line: the source, the windows, which part."""
+        own = split == "predict" and "predict" not in self.splits
+        windows = self.split_dataset(split)
+        key = "test" if own else split
+        whole = split == "predict" or (split == "test" and self.hparams.test_root)
+        part = ("the test part of the run's own data (give --data.predict_root FOLDER to predict other days)"
+                if own else "every window" if whole else f"the {split} part of the run's own data")
+        return (f"{split}: {len(windows)} windows of {self.seq_len} x {self.num_features} from {self.sources[key]} "
+                f"({part})")
