@@ -164,6 +164,41 @@ class _SurvivalBase(ZooDataModule):
                 if own else f"the {split} part" if where == self.source and self.split is not None else "every row")
         return f"{split}: {len(rows)} subjects{events} of {where} ({part})"
 
+    # --- what a module provides --------------------------------------------------------------------------------------
+    test_location: str | None = None  # a file or folder evaluated whole by `zoo test`
+    predict_location: str | None = None  # a file or folder of subjects predicted by `zoo predict`
+
+    def _read_training(self) -> None:
+        """Read the run's own data, split it, fit the preprocessing on its training part unless restored."""
+        raise NotImplementedError
+
+    def _file_rows(self, location: str, outcomes: bool) -> _Rows:
+        """Every subject of ``location`` with the run's preprocessing; time and event needed when ``outcomes``."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read what ``stage`` needs: the test file or folder alone for "test" and the prediction one alone for
+        "predict" when the preprocessing is the run's; else the run's own data, split."""
+        if stage == "predict" and self.predict_location:
+            self.sets["predict"] = self._file_rows(self.predict_location, outcomes=False)
+            self.sources["predict"] = str(self.predict_location)
+            return
+        if stage == "test" and self.test_location and "test" not in self.sets:
+            self.sets["test"] = self._file_rows(self.test_location, outcomes=True)
+            self.sources["test"] = str(self.test_location)
+            self.horizons = self.given_horizons
+            return
+        if stage in ("test", "predict") and "test" in self.sets:
+            return
+        if "train" not in self.sets:
+            self._read_training()
+
+    def _own_test_replaced(self) -> None:
+        """With a test file or folder, it is the test part of a training run too."""
+        if self.test_location and self.hparams.folds <= 1:
+            self.sets["test"] = self._file_rows(self.test_location, outcomes=True)
+            self.sources["test"] = str(self.test_location)
+
     def describe(self) -> str:
         s = self.sets
         events = int(sum(float(d.event.sum()) for d in s.values() if d.event is not None))
@@ -208,6 +243,7 @@ class SurvivalTableData(_SurvivalBase):
         else:
             self.source = str(path)
         self.path = path
+        self.test_location, self.predict_location = test_path, predict_path
         self.time_column, self.event_column = time_column or "time", event_column or "event"
         self.given_horizons = horizons
         self.sets: dict[str, _Rows] = {}
@@ -259,9 +295,7 @@ class SurvivalTableData(_SurvivalBase):
         self.feature_names = self.encoding.features
         self.scaler = {"mean": list(self.encoding.mean), "std": list(self.encoding.std)}
         self._datasets([self.encoding.transform(frame, source)], time, event, ids, split)
-        if hp.test_path and hp.folds <= 1:
-            self.sets["test"] = self._file_rows(hp.test_path, outcomes=True)
-            self.sources["test"] = str(hp.test_path)
+        self._own_test_replaced()
 
     def _file_rows(self, path: str, outcomes: bool) -> _Rows:
         """Every row of ``path``, encoded with the run's encoding; time and event required when ``outcomes``,
@@ -272,24 +306,6 @@ class SurvivalTableData(_SurvivalBase):
         known = outcomes or {self.time_column, self.event_column} <= set(frame.columns)
         time, event = self._outcomes(frame, source) if known else (None, None)
         return _Rows([self.encoding.transform(frame, source)], time, event, self._ids(frame, source))
-
-    def setup(self, stage: str | None = None) -> None:
-        """Read what ``stage`` needs: ``test_path`` alone for "test" and ``predict_path`` alone for "predict" when
-        the encoding is the run's; else ``path``, split."""
-        hp = self.hparams
-        if stage == "predict" and hp.predict_path:
-            self.sets["predict"] = self._file_rows(hp.predict_path, outcomes=False)
-            self.sources["predict"] = str(hp.predict_path)
-            return
-        if stage == "test" and hp.test_path and "test" not in self.sets:
-            self.sets["test"] = self._file_rows(hp.test_path, outcomes=True)
-            self.sources["test"] = str(hp.test_path)
-            self.horizons = self.given_horizons
-            return
-        if stage in ("test", "predict") and "test" in self.sets:
-            return
-        if "train" not in self.sets:
-            self._read_training()
 
     @staticmethod
     def write_cohort(dataset: str) -> Path:
@@ -312,32 +328,55 @@ def _status(values: pd.Series, source: str) -> pd.Series:
     return values.map(lambda v: str(v).split(":")[0].strip() if pd.notna(v) else v)
 
 
-def read_multimodal(root: Path, extractors: tuple[str, ...] = EXTRACTORS, max_patches: int = MAX_PATCHES
-                    ) -> tuple[list[str], list[np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def read_multimodal(root: Path, extractors: tuple[str, ...] = EXTRACTORS, max_patches: int = MAX_PATCHES,
+                    genes: list[str] | None = None, outcomes: bool = True
+                    ) -> tuple[list[str], list[np.ndarray], np.ndarray, np.ndarray, np.ndarray | None,
+                               np.ndarray | None]:
     """Read the layout under ``root``; returns ids, per-patient (N, 384 * E) features, genes, clinical, time,
-    event. Every patient must be in every modality (the missing ones are listed)."""
-    survival = _read_table(root / "survival_data.csv")
-    genes = _read_table(root / "gene_expression.csv")
+    event. Every patient must be in every modality (the missing ones are listed).
+
+    Args:
+        genes: the gene columns to read, in this order (a trained run's); None: every column of the file.
+        outcomes: whether ``survival_data.csv`` is needed; without it (new patients to predict) the patients are
+            those of ``clinical_data.csv`` and time and event are None.
+    """
+    has_outcomes = outcomes or (root / "survival_data.csv").is_file()
+    gene_table = _read_table(root / "gene_expression.csv")
     clinical = _read_table(root / "clinical_data.csv").rename(
         columns={"LN_Status_new": "LN_Status", "Tumor_Size_new": "Tumor_Size"})  # the released files' names
-    for name, frame, needed in (("survival_data.csv", survival, ("PATIENT_ID", "OS_STATUS", "OS_MONTHS")),
-                                ("gene_expression.csv", genes, ("PATIENT_ID",)),
-                                ("clinical_data.csv", clinical, ("PATIENT_ID", *CLINICAL_COLUMNS))):
-        missing = [c for c in needed if c not in frame.columns]
+    survival = _read_table(root / "survival_data.csv") if has_outcomes else None
+    needed = [("gene_expression.csv", gene_table, ("PATIENT_ID",)),
+              ("clinical_data.csv", clinical, ("PATIENT_ID", *CLINICAL_COLUMNS))]
+    if survival is not None:
+        needed.insert(0, ("survival_data.csv", survival, ("PATIENT_ID", "OS_STATUS", "OS_MONTHS")))
+    for name, frame, columns in needed:
+        missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise DataError(f"{root / name}: missing columns {', '.join(missing)}")
-    ids = survival["PATIENT_ID"].astype(str).tolist()
-    tables = {"gene_expression.csv": set(genes["PATIENT_ID"].astype(str)),
+    if genes is not None:
+        absent = [g for g in genes if g not in gene_table.columns]
+        if absent:
+            raise DataError(f"{root / 'gene_expression.csv'}: lacks {len(absent)} of the {len(genes)} genes the model "
+                            f"was trained with ({', '.join(absent[:10])}{' ...' if len(absent) > 10 else ''}); "
+                            f"it has {len(gene_table.columns) - 1} genes")
+    frame_of_ids = survival if survival is not None else clinical
+    listed = "survival_data.csv" if survival is not None else "clinical_data.csv"
+    ids = frame_of_ids["PATIENT_ID"].astype(str).tolist()
+    tables = {"gene_expression.csv": set(gene_table["PATIENT_ID"].astype(str)),
               "clinical_data.csv": set(clinical["PATIENT_ID"].astype(str))}
     tables.update({f"features/{e}/": {p.stem for p in (root / "features" / e).glob("*.pt")} for e in extractors})
     for where, present in tables.items():
         absent = [i for i in ids if i not in present]
         if absent:
-            raise DataError(f"{root / where}: {len(absent)} patients of survival_data.csv are missing: "
+            raise DataError(f"{root / where}: {len(absent)} patients of {listed} are missing: "
                             f"{', '.join(absent[:10])}{' ...' if len(absent) > 10 else ''}")
-    time, event = check_survival(survival["OS_MONTHS"] / 12.0, _status(survival["OS_STATUS"], ""),
-                                 str(root / "survival_data.csv"))
-    gene_matrix = genes.set_index(genes["PATIENT_ID"].astype(str)).drop(columns="PATIENT_ID").loc[ids]
+    time = event = None
+    if survival is not None:
+        time, event = check_survival(survival["OS_MONTHS"] / 12.0, _status(survival["OS_STATUS"], ""),
+                                     str(root / "survival_data.csv"))
+    gene_matrix = gene_table.set_index(gene_table["PATIENT_ID"].astype(str)).drop(columns="PATIENT_ID").loc[ids]
+    if genes is not None:
+        gene_matrix = gene_matrix[list(genes)]
     clin = clinical.set_index(clinical["PATIENT_ID"].astype(str))[list(CLINICAL_COLUMNS)].loc[ids]
     features = []
     for pid in ids:
@@ -369,29 +408,75 @@ class _Ragged:
 
 class MultimodalSurvivalData(_SurvivalBase):
     """BioFusionNet's multimodal layout (see the module docstring); ``root`` None: the offline default (real
-    GBSG2 survival and clinical data, simulated genes and patch features). Time in years (OS_MONTHS / 12)."""
+    GBSG2 survival and clinical data, simulated genes and patch features). Time in years (OS_MONTHS / 12).
+
+    ``test_root``: a folder of the same layout evaluated whole by ``zoo test`` (every patient, ``root`` not read;
+    in training it is the test part). ``predict_root``: a folder of patients ``zoo predict`` scores
+    (``survival_data.csv`` not needed); None: the test part. ``statistics``: the patch and gene mean/std fitted on
+    the training part and the gene columns ({"genes", "gene_mean", "gene_std", "patch_mean", "patch_std"}); set
+    by the module, restored from checkpoints, so other patients are normalised as the training ones were."""
 
     def __init__(self, root: str | None = None, val: float = 0.15, test: float = 0.2, folds: int = 1,
                  fold: int = 0, horizons: list[float] | None = None, max_patches: int = MAX_PATCHES,
-                 batch_size: int = 12, num_workers: int | None = None, seed: int = 0):
+                 test_root: str | None = None, predict_root: str | None = None,
+                 statistics: dict[str, list] | None = None, batch_size: int = 12, num_workers: int | None = None,
+                 seed: int = 0):
         super().__init__(batch_size, num_workers, seed)
+        self.save_hyperparameters()
         if root is None:
             root = str(self.write_default())
             self.source = "GBSG2 survival + clinical (real, lifelines) with SIMULATED genes and patch features"
         else:
             self.source = str(root)
-        ids, features, genes, clinical, time, event = read_multimodal(Path(root), max_patches=max_patches)
-        split = _split(event, val, test, seed, folds, fold)
-        train_patches = np.concatenate([features[i] for i in split.train])
-        p_mean, p_std = train_patches.mean(0), train_patches.std(0) + 1e-6  # training part only
-        g_mean, g_std = genes[split.train].mean(0), genes[split.train].std(0) + 1e-6
-        patches = _Ragged([((f - p_mean) / p_std).astype(np.float32) for f in features])
+        self.root, self.max_patches = root, max_patches
+        self.test_location, self.predict_location = test_root, predict_root
         self.given_horizons = horizons
-        self.model_inputs = {"gene_features": genes.shape[1], "clinical_features": clinical.shape[1]}
-        self.model_inputs_desc = (f"patches (<= {max_patches}, {features[0].shape[1]}), genes {genes.shape[1]}, "
-                                  f"clinical {clinical.shape[1]}")
-        self._datasets([patches, ((genes - g_mean) / g_std).astype(np.float32), clinical], time, event,
-                       np.asarray(ids), split)
+        self.sets: dict[str, _Rows] = {}
+        self.sources: dict[str, str] = {}
+        self.statistics = statistics
+        if statistics is None:
+            self._read_training()
+        elif not {"genes", "gene_mean", "gene_std", "patch_mean", "patch_std"} <= set(statistics):
+            raise DataError("--data.statistics needs genes, gene_mean, gene_std, patch_mean and patch_std, got "
+                            f"{', '.join(statistics)}")
+        width, genes = len(self.statistics["patch_mean"]), len(self.statistics["genes"])
+        self.model_inputs = {"gene_features": genes, "clinical_features": len(CLINICAL_COLUMNS)}
+        self.model_inputs_desc = f"patches (<= {max_patches}, {width}), genes {genes}, clinical {len(CLINICAL_COLUMNS)}"
+
+    def _normalised(self, features: list[np.ndarray], genes: np.ndarray) -> tuple[_Ragged, np.ndarray]:
+        st = self.statistics
+        p_mean, p_std = np.asarray(st["patch_mean"]), np.asarray(st["patch_std"])
+        if features and features[0].shape[1] != len(p_mean):
+            raise DataError(f"patch features of width {features[0].shape[1]}; the model was trained on {len(p_mean)}")
+        patches = _Ragged([((f - p_mean) / p_std).astype(np.float32) for f in features])
+        return patches, ((genes - np.asarray(st["gene_mean"])) / np.asarray(st["gene_std"])).astype(np.float32)
+
+    def _read_training(self) -> None:
+        hp = self.hparams
+        genes_read = None if self.statistics is None else list(self.statistics["genes"])
+        ids, features, genes, clinical, time, event = read_multimodal(Path(self.root), max_patches=self.max_patches,
+                                                                      genes=genes_read)
+        split = _split(event, hp.val, 0.0 if self.test_location and hp.folds <= 1 else hp.test, hp.seed, hp.folds,
+                       hp.fold)
+        if self.statistics is None:  # fitted on the training part only, and kept with the run
+            train_patches = np.concatenate([features[i] for i in split.train])
+            names = [str(c) for c in _read_table(Path(self.root) / "gene_expression.csv").columns
+                     if c != "PATIENT_ID"]
+            self.statistics = {"genes": names,
+                               "gene_mean": genes[split.train].mean(0).tolist(),
+                               "gene_std": (genes[split.train].std(0) + 1e-6).tolist(),
+                               "patch_mean": train_patches.mean(0).tolist(),
+                               "patch_std": (train_patches.std(0) + 1e-6).tolist()}
+            self.hparams["statistics"] = self.statistics
+        patches, genes = self._normalised(features, genes)
+        self._datasets([patches, genes, clinical], time, event, np.asarray(ids), split)
+        self._own_test_replaced()
+
+    def _file_rows(self, location: str, outcomes: bool) -> _Rows:
+        ids, features, genes, clinical, time, event = read_multimodal(
+            Path(location), max_patches=self.max_patches, genes=list(self.statistics["genes"]), outcomes=outcomes)
+        patches, genes = self._normalised(features, genes)
+        return _Rows([patches, genes, clinical], time, event, np.asarray(ids))
 
     @staticmethod
     def write_default(patches: int = 8, n_genes: int = 138) -> Path:
