@@ -513,12 +513,13 @@ class SepsisData(ZooDataModule):
         patients = self.split_dataset(split).patients
         hours = sum(len(p["labels"]) for p in patients)
         septic = sum(bool(np.nansum(p["labels"]) > 0) for p in patients)
-        own = split != "predict" and not (split == "test" and self.hparams.test_root)
-        part = (f"the {split} part of the run's own patients" if own else "every patient file"
-                + ("" if split != "predict" or self.hparams.predict_root else
-                   ", the run's training patients among them: give --data.predict_root FOLDER for others"))
-        labels = f", {septic} septic" if split != "predict" else ""
-        return f"{split}: {len(patients)} patients{labels}, {hours} hours of {self.sources[split]} ({part})"
+        counts = f"{len(patients)} patients" + (f" ({septic} septic)" if split != "predict" else "") + \
+            f", {hours} hours"
+        if split != "predict" and not (split == "test" and self.hparams.test_root):
+            return f"data: {'validation' if split == 'val' else split} split of {self.sources[split]}, {counts}"
+        own = "" if split != "predict" or self.hparams.predict_root else \
+            "; the run's training patients among them: --data.predict_root FOLDER predicts others"
+        return f"data: {counts} in {self.sources[split]} (all of it{own})"
 
     def describe(self) -> str:
         source = (f"SIMULATED ICU cohort in the PhysioNet 2019 .psv format ({self.num_patients} patients, "

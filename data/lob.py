@@ -504,11 +504,12 @@ class LOBData(ZooDataModule):
 
     def evaluation_line(self, split: str) -> str:
         """What ``split`` ("val", "test", "predict") holds, in one line: the source, the windows, which part."""
-        own = split == "predict" and "predict" not in self.splits
+        own_predict = split == "predict" and "predict" not in self.splits
         windows = self.split_dataset(split)
-        key = "test" if own else split
-        whole = split == "predict" or (split == "test" and self.hparams.test_root)
-        part = ("the test part of the run's own data (give --data.predict_root FOLDER to predict other days)"
-                if own else "every window" if whole else f"the {split} part of the run's own data")
-        return (f"{split}: {len(windows)} windows of {self.seq_len} x {self.num_features} from {self.sources[key]} "
-                f"({part})")
+        key = "test" if own_predict else split
+        counts = f"{len(windows)} windows of {self.seq_len} x {self.num_features}"
+        if (split == "predict" and not own_predict) or (split == "test" and self.hparams.test_root):
+            return f"data: {counts} in {self.sources[key]} (all of it)"
+        line = f"data: {'validation' if key == 'val' else key} split of {self.sources[key]}, {counts}"
+        return line + (" (no --data.predict_root FOLDER: the run's own test split is predicted)" if own_predict
+                       else "")

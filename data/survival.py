@@ -154,15 +154,21 @@ class _SurvivalBase(ZooDataModule):
         """The training part in order, unshuffled: the Breslow baseline hazard and censoring weights."""
         return self.loader(self.sets["train"], shuffle=False, collate_fn=collate)
 
+    predict_flag = "--data.predict_path FILE"
+
     def evaluation_line(self, split: str) -> str:
-        """What ``split`` ("val", "test", "predict") holds, in one line: file, subjects, events, which part."""
-        own = split == "predict" and "predict" not in self.sets
+        """What ``split`` ("val", "test", "predict") holds, in one line: the file or folder, subjects, events, and
+        which split when it is the run's own data."""
+        own_predict = split == "predict" and "predict" not in self.sets
         rows = self.split_dataset(split)
-        where = self.sources.get("predict" if split == "predict" and not own else split, self.source)
-        events = f", {int(rows.event.sum())} events" if rows.event is not None else ", outcomes not given"
-        part = ("the test part of the run's own data (give --data.predict_path FILE to predict other subjects)"
-                if own else f"the {split} part" if where == self.source and self.split is not None else "every row")
-        return f"{split}: {len(rows)} subjects{events} of {where} ({part})"
+        key = "test" if own_predict else split
+        where = self.sources.get(key, self.source)
+        counts = f"{len(rows)} subjects" + (f", {int(rows.event.sum())} events" if rows.event is not None else
+                                            ", outcomes not given")
+        if where != self.source or self.split is None:
+            return f"data: {counts} in {where} (all of it)"
+        line = f"data: {'validation' if key == 'val' else key} split of {self.source}, {counts}"
+        return line + (f" (no {self.predict_flag}: the run's own test split is predicted)" if own_predict else "")
 
     # --- what a module provides --------------------------------------------------------------------------------------
     test_location: str | None = None  # a file or folder evaluated whole by `zoo test`
@@ -430,6 +436,7 @@ class MultimodalSurvivalData(_SurvivalBase):
             self.source = str(root)
         self.root, self.max_patches = root, max_patches
         self.test_location, self.predict_location = test_root, predict_root
+        self.predict_flag = "--data.predict_root FOLDER"
         self.given_horizons = horizons
         self.sets: dict[str, _Rows] = {}
         self.sources: dict[str, str] = {}

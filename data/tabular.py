@@ -235,10 +235,10 @@ class TabularData(ZooDataModule):
         """What ``split`` ("val", "test", "predict") holds, in one line: the file, the rows, which part."""
         tensors = self.split_tensors(split)
         if split == "predict":
-            return f"predict: {len(tensors)} rows of {self._predict_source} (every row)"
-        whole = self._frames is not None and "train" not in self._frames
-        part = "every row" if whole else f"the {split} split of the run's own data"
-        return f"{split}: {len(tensors)} rows of {self._sources[split]} ({part})"
+            return f"data: {len(tensors)} rows in {self._predict_source} (all of it)"
+        if self._frames is not None and "train" not in self._frames:
+            return f"data: {len(tensors)} rows in {self._sources[split]} (all of it)"
+        return f"data: {'validation' if split == 'val' else split} split of {self._sources[split]}, {len(tensors)} rows"
 
     def train_table(self) -> TableTensors:
         """The whole preprocessed training table: TabR's candidates, on every rank under DDP."""

@@ -565,11 +565,11 @@ class TimeSeriesData(ZooDataModule):
         """What ``split`` ("val", "test", "predict") holds, in one line: the file, series, windows, which part."""
         windows = len(self.dataset(split))
         panel = self.split_panel(split)
-        own = split != "predict" and panel is self.panel
-        part = f"the {split} part of the run's own data" if own else \
-            "every window, the last ones forecasting past the end" if split == "predict" else "every window"
-        return (f"{split}: {windows} windows of {self.window} -> {self.horizon} steps from {len(panel.ids)} series "
-                f"of {panel.source} ({part})")
+        counts = f"{windows} windows of {self.window} -> {self.horizon} steps from {len(panel.ids)} series"
+        if split != "predict" and panel is self.panel:
+            return f"data: {'validation' if split == 'val' else split} split of {panel.source}, {counts}"
+        future = "; the last windows forecast past its end" if split == "predict" else ""
+        return f"data: {counts} in {panel.source} (all of it{future})"
 
     @property
     def has_test_split(self) -> bool:

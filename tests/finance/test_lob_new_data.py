@@ -55,8 +55,8 @@ def test_tlob_evaluates_and_predicts_another_day(checkpoint, tmp_path):
     windows = len(book) - HORIZON - SEQ_LEN + 1
     offset = SEQ_LEN - HORIZON
     labels = tlob_labels((book[:, 0] + book[:, 2]) / 2, HORIZON)[offset:offset + windows]
-    assert test.evaluation_line("test") == f"test: {windows} windows of {SEQ_LEN} x 46 from {tmp_path / 'day2'} " \
-                                           "(every window)"
+    assert test.evaluation_line("test") == f"data: {windows} windows of {SEQ_LEN} x 46 in {tmp_path / 'day2'} " \
+                                           "(all of it)"
 
     predict = LOBData(**{**saved, "predict_root": str(tmp_path / "day2")})
     batches = _trainer(tmp_path).predict(task, datamodule=predict, ckpt_path=ckpt, weights_only=True)
@@ -66,7 +66,8 @@ def test_tlob_evaluates_and_predicts_another_day(checkpoint, tmp_path):
 
     own = LOBData(**{**saved, "simulated_events": 3000})
     own.setup("predict")
-    assert "the test part of the run's own data (give --data.predict_root FOLDER" in own.evaluation_line("predict")
+    assert own.evaluation_line("predict").endswith("(no --data.predict_root FOLDER: the run's own test split is "
+                                                   "predicted)")
 
 
 def test_lob_files_without_the_run_statistics_are_refused(tmp_path):

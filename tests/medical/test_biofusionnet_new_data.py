@@ -70,7 +70,7 @@ def test_biofusionnet_evaluates_and_predicts_another_folder(tmp_path):
     (result,) = _trainer(tmp_path).test(loaded, datamodule=test, ckpt_path=ckpt, weights_only=True, verbose=False)
     outcomes = pd.read_csv(others / "survival_data.csv")
     events = int(outcomes.OS_STATUS.str[0].astype(int).sum())
-    assert test.evaluation_line("test") == f"test: 16 subjects, {events} events of {others} (every row)"
+    assert test.evaluation_line("test") == f"data: 16 subjects, {events} events in {others} (all of it)"
 
     (others / "survival_data.csv").unlink()  # new patients: no outcomes
     predict = MultimodalSurvivalData(**{**saved, "predict_root": str(others)})

@@ -47,8 +47,8 @@ def test_a_sepsis_checkpoint_evaluates_and_predicts_another_folder(tmp_path):
     test = SepsisData(**{**saved, "test_root": str(others)})
     loaded = SequenceLabellingTask.load_from_checkpoint(ckpt, weights_only=True)
     (result,) = _trainer(tmp_path).test(loaded, datamodule=test, ckpt_path=ckpt, weights_only=True, verbose=False)
-    assert test.evaluation_line("test") == f"test: 24 patients, {septic} septic, {hours} hours of {others} " \
-                                           "(every patient file)"
+    assert test.evaluation_line("test") == f"data: 24 patients ({septic} septic), {hours} hours in {others} " \
+                                           "(all of it)"
 
     unlabelled = tmp_path / "unlabelled"  # the challenge's test input: no SepsisLabel column
     unlabelled.mkdir()

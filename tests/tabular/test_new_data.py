@@ -53,7 +53,7 @@ def _predict(ckpt, saved, rows: pd.DataFrame, tmp_path) -> list[dict[str, str]]:
     data = TabularData(**{**saved, "predict_path": str(tmp_path / "rows.csv")})
     task = TabularTask.load_from_checkpoint(ckpt, weights_only=True)
     predictions = _trainer(tmp_path).predict(task, datamodule=data, ckpt_path=ckpt, weights_only=True)
-    assert data.evaluation_line("predict") == f"predict: {len(rows)} rows of {tmp_path / 'rows.csv'} (every row)"
+    assert data.evaluation_line("predict") == f"data: {len(rows)} rows in {tmp_path / 'rows.csv'} (all of it)"
     task.write_predictions(predictions, data, tmp_path / "predictions.csv")
     with open(tmp_path / "predictions.csv") as f:
         return list(csv.DictReader(f))
@@ -65,7 +65,7 @@ def test_tabr_evaluates_another_table_and_predicts_rows_without_target(checkpoin
     data = TabularData(**{**saved, "test_path": str(tmp_path / "new.csv")})
     task = TabularTask.load_from_checkpoint(ckpt, weights_only=True)
     (result,) = _trainer(tmp_path).test(task, datamodule=data, ckpt_path=ckpt, weights_only=True, verbose=False)
-    assert data.evaluation_line("test") == f"test: {len(new)} rows of {tmp_path / 'new.csv'} (every row)"
+    assert data.evaluation_line("test") == f"data: {len(new)} rows in {tmp_path / 'new.csv'} (all of it)"
     shuffled = new.drop(columns=["target"]).iloc[:, ::-1]  # no target, other column order
     predicted = _predict(ckpt, saved, shuffled, tmp_path)
     assert len(predicted) == len(new)

@@ -64,7 +64,7 @@ def test_a_checkpoint_evaluates_every_row_of_another_file(checkpoint, tmp_path):
     task = SurvivalTask.load_from_checkpoint(ckpt, weights_only=True)
     (result,) = _trainer(tmp_path).test(task, datamodule=other, ckpt_path=ckpt, weights_only=True, verbose=False)
     events = int(new.cens.sum())
-    assert other.evaluation_line("test") == f"test: {len(new)} subjects, {events} events of {new_file} (every row)"
+    assert other.evaluation_line("test") == f"data: {len(new)} subjects, {events} events in {new_file} (all of it)"
     risk = _hand_risks(ckpt, data, new)
     expected = concordance_index(new.time, -risk, new.cens)
     assert result["test/c_index"] == pytest.approx(expected, abs=1e-6)
@@ -79,7 +79,8 @@ def test_new_patients_are_predicted_from_their_covariates_alone(checkpoint, tmp_
     other = SurvivalTableData(**{**saved, "predict_path": str(tmp_path / "patients.csv")})
     task = SurvivalTask.load_from_checkpoint(ckpt, weights_only=True)
     predictions = _trainer(tmp_path).predict(task, datamodule=other, ckpt_path=ckpt, weights_only=True)
-    assert other.evaluation_line("predict").startswith(f"predict: {len(new)} subjects, outcomes not given of ")
+    assert other.evaluation_line("predict") == f"data: {len(new)} subjects, outcomes not given in " \
+                                               f"{tmp_path / 'patients.csv'} (all of it)"
     task.write_predictions(predictions, other, tmp_path / "risks.csv")
     with open(tmp_path / "risks.csv") as f:
         rows = list(csv.DictReader(f))
@@ -89,7 +90,9 @@ def test_new_patients_are_predicted_from_their_covariates_alone(checkpoint, tmp_
     # without a prediction file the run's own test part is predicted, and the line says so
     own = SurvivalTableData(**{**saved, "path": None})
     own.setup("predict")
-    assert "the test part of the run's own data" in own.evaluation_line("predict")
+    assert own.evaluation_line("predict").endswith(
+        "(no --data.predict_path FILE: the run's own test split is predicted)")
+    assert own.evaluation_line("predict").startswith("data: test split of lifelines gbsg2")
 
 
 def test_covariates_that_do_not_fit_are_named(checkpoint, tmp_path):

@@ -50,8 +50,8 @@ def test_resnls_evaluates_another_file_and_forecasts_it(checkpoint, tmp_path):
     data = TimeSeriesData(**{**saved, "test_path": str(new_file)})
     task = ForecastingTask.load_from_checkpoint(ckpt, weights_only=True)
     (result,) = _trainer(tmp_path).test(task, datamodule=data, ckpt_path=ckpt, weights_only=True, verbose=False)
-    assert data.evaluation_line("test") == f"test: 295 windows of 5 -> 1 steps from 1 series of {new_file} " \
-                                           "(every window)"
+    assert data.evaluation_line("test") == f"data: 295 windows of 5 -> 1 steps from 1 series in {new_file} " \
+                                           "(all of it)"
     assert data.panel is None  # the training file was not read
     forecast = TimeSeriesData(**{**saved, "predict_path": str(new_file)})
     predictions = _trainer(tmp_path).predict(task, datamodule=forecast, ckpt_path=ckpt, weights_only=True)
