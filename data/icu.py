@@ -21,8 +21,9 @@ statics, which the paper's models ignore. Batches also carry the 10-channel sinu
 (``ICULOS``), so the model input is 10 + 108 = 118 wide.
 
 The z-scoring (mean and standard deviation of every non-indicator column over the training patients' hours,
-NaN -> 0 afterwards) is fitted here on the training split only and applied by the task, which keeps the statistics
-in its checkpoint so that prediction on new files needs no training data.
+NaN -> 0 afterwards) is fitted here on the training split only and applied by the task; the statistics travel with
+the run (the data module's ``feature_mean`` / ``feature_std`` arguments and the task's checkpoint), so that
+``--data.test_root`` / ``--data.predict_root`` folders of other patients need no training data.
 
 Splits are by patient (:func:`zoo.data.splits.grouped_split`), stratified by whether the patient develops sepsis.
 

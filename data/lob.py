@@ -14,7 +14,9 @@ Three sources, one data module (:class:`LOBData`):
   6, 7 dropped; optional sampling every N shares or every T seconds; order id dropped; inter-event times; prices
   in dollars; order depth in ticks from the same-side best quote; executions' direction flipped; event types
   remapped to 0 limit, 1 cancel, 2 market; z-scores with statistics of the training part only (one mean/std for
-  all book prices, one for all sizes, one per message column). Days split 80/10/10 in time (one day: its events).
+  all book prices, one for all sizes, one per message column), kept as the ``normalisation`` argument so a
+  checkpoint evaluates (``--data.test_root``) and predicts (``--data.predict_root``) other days with them.
+  Days split 80/10/10 in time (one day: its events).
 - ``dataset="fi2010"``: the FI-2010 benchmark text files (149 rows x N columns), NoAuction z-score, the standard
   split (``Train_Dst_NoAuction_ZScore_CF_7`` split 80/20 in time into train and validation; test = the ``Test_``
   files of CF_7, CF_8, CF_9); the 40 LOB rows or all 144 features; the file's labels for the horizon (rows 144-148

@@ -14,7 +14,11 @@
 
 Splits are per patient, stratified by the event indicator (``zoo.data.splits``); ``folds`` > 1 with ``fold``
 gives the paper's k-fold cross-validation (the test part is fold ``fold``). Scalers are fitted on the training
-part only. Batches are dicts: ``inputs`` (list of tensors, in the model's input order), ``time`` (B,), ``event``
+part only, and travel with the run as data-module arguments (the table's covariate encoding,
+``zoo.data.survival_covariates``; the multimodal patch and gene statistics): ``zoo test --data.test_path`` /
+``--data.test_root`` evaluates every subject of another file or folder and ``zoo predict --data.predict_path`` /
+``--data.predict_root`` scores new subjects without outcomes, neither reading the training data.
+Batches are dicts: ``inputs`` (list of tensors, in the model's input order), ``time`` (B,), ``event``
 (B,), optional ``mask`` (B, N) for padded patches, ``id`` (list of str).
 """
 

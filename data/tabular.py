@@ -19,8 +19,9 @@ scale by the task).
 
 What prediction needs travels in checkpoints without pickled objects: the table's schema (column kinds,
 categories, classes, target scaling) as the ``schema`` hyperparameter, and the fitted quantiles as the data
-module's ``state_dict`` (tensors). ``zoo predict --ckpt CKPT --data.path new.csv`` then reads new rows, with or
-without the target column, with no access to the training file.
+module's ``state_dict`` (tensors). ``zoo predict --ckpt CKPT --data.path new.csv`` (or ``--data.predict_path``)
+then reads new rows, with or without the target column, and ``zoo test --ckpt CKPT --data.test_path other.csv``
+evaluates every row of another table, both with no access to the training file.
 
 Batches are dicts: ``x_num`` (B, F_num) float32, ``x_bin`` (B, F_bin) float32, ``x_cat`` (B, F_cat) int64,
 ``y`` (B,) float32 (standardised regression target) or int64 (class index; -1 when unknown), ``index`` (B,) int64

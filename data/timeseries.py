@@ -17,8 +17,8 @@ no window straddles two splits. With ``--data.split_on targets`` a validation or
 holds its forecast steps and its inputs may reach back into the part before (the held-out final steps of ReGENN's
 protocol, for short series); training windows stay inside the training part either way. The scaler (standard,
 min-max, max-abs or none, per variable) is fitted on the training part only; it travels with the run as the
-``schema`` hyperparameter, so ``zoo predict --ckpt CKPT --data.path new.csv`` scales new data the same way without
-the training file.
+``schema`` hyperparameter, so ``zoo predict --ckpt CKPT --data.predict_path new.csv`` and ``zoo test --ckpt CKPT
+--data.test_path other.csv`` (every window of it) scale new data the same way without the training file.
 
 The offline defaults are real series that ship inside installed packages, written once into
 ``cache_root() / "timeseries"`` as CSV files and read back by the same reader: ``sp500`` (daily S&P 500 OHLCV
