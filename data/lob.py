@@ -321,6 +321,8 @@ class LOBData(ZooDataModule):
             future is not in the files, too); None: the test windows of the run's own data.
         normalisation: the z-score statistics of the training part ({"book": [[mean, std] of prices, of sizes],
             "message": [[mean, std] per message column]}); set by the module, restored from checkpoints.
+        train_class_counts: windows per class in the training part (the majority baseline on other data); set by
+            the module, restored from checkpoints.
     """
 
     in_memory = True
@@ -331,7 +333,8 @@ class LOBData(ZooDataModule):
                  features: str = "all", sampling: str = "none", sampling_quantity: int = 500,
                  sampling_seconds: float = 1.0, simulated_events: int = 40_000, val: float = 0.1, test: float = 0.1,
                  batch_size: int = 128, num_workers: int | None = None, seed: int = 0, test_root: str | None = None,
-                 predict_root: str | None = None, normalisation: dict[str, list[list[float]]] | None = None):
+                 predict_root: str | None = None, normalisation: dict[str, list[list[float]]] | None = None,
+                 train_class_counts: list[int] | None = None):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
         if dataset not in ("simulated", "lobster", "fi2010"):
@@ -351,6 +354,7 @@ class LOBData(ZooDataModule):
         self.splits: dict[str, WindowDataset] = {}
         self.sources: dict[str, str] = {}
         self.normalisation = normalisation
+        self.train_class_counts = train_class_counts
 
     # -- sources
     def _lobster_days(self, folder: Path) -> list[tuple[Path, Path]]:
@@ -476,6 +480,9 @@ class LOBData(ZooDataModule):
             own.pop("test")
         self.splits.update(own)
         self.sources.update(dict.fromkeys(own, source))
+        if self.train_class_counts is None:  # kept with the run: the majority baseline of other data
+            self.train_class_counts = np.bincount(own["train"].y.numpy(), minlength=3).tolist()
+            self.hparams["train_class_counts"] = self.train_class_counts
         if self.hparams.test_root and "test" not in self.splits:
             self._test_root_windows()
 

@@ -18,8 +18,8 @@ part only, and travel with the run as data-module arguments (the table's covaria
 ``zoo.data.survival_covariates``; the multimodal patch and gene statistics): ``zoo test --data.test_path`` /
 ``--data.test_root`` evaluates every subject of another file or folder and ``zoo predict --data.predict_path`` /
 ``--data.predict_root`` scores new subjects without outcomes, neither reading the training data.
-Batches are dicts: ``inputs`` (list of tensors, in the model's input order), ``time`` (B,), ``event``
-(B,), optional ``mask`` (B, N) for padded patches, ``id`` (list of str).
+Batches are dicts: ``inputs`` (list of tensors, in the model's input order), ``time`` (B,) and ``event`` (B,)
+(absent for new subjects without outcomes), optional ``mask`` (B, N) for padded patches, ``id`` (list of str).
 """
 
 from __future__ import annotations

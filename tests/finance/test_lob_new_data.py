@@ -63,6 +63,8 @@ def test_tlob_evaluates_and_predicts_another_day(checkpoint, tmp_path):
     classes = torch.cat([b["probabilities"] for b in batches]).argmax(1).numpy()
     assert len(classes) == windows + HORIZON  # every window, the last ones without a known future too
     assert result["test/acc"] == pytest.approx(float(np.mean(classes[:windows] == labels)), abs=1e-6)
+    majority = int(np.argmax(saved["train_class_counts"]))  # the training day's, not the evaluated day's
+    assert result["test/majority_acc"] == pytest.approx(float(np.mean(labels == majority)), abs=1e-6)
 
     own = LOBData(**{**saved, "simulated_events": 3000})
     own.setup("predict")

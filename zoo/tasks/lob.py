@@ -96,8 +96,9 @@ class LOBTrendTask(ClassificationTask):
         datamodule = self.datamodule
         train = datamodule.splits.get("train") if isinstance(datamodule, LabelledSplits) else None
         labels = getattr(train, "y", None)
-        if labels is None:
-            return None
+        if labels is None:  # other data evaluated alone: the counts the data module recorded in training
+            counts = getattr(datamodule, "train_class_counts", None)
+            return int(torch.tensor(counts).argmax()) if counts else None
         labels = torch.as_tensor(labels).long().flatten()
         return int(torch.bincount(labels, minlength=self.num_classes).argmax())
 

@@ -20,8 +20,10 @@ the training part's predictions), and the log-rank p-value between the predicted
 at the training median risk, as the BioFusionNet paper splits). Plot: Kaplan-Meier curves of the two groups with
 the log-rank p-value (``plots/<stage>_kaplan_meier.png``).
 
-``zoo predict`` writes a CSV: id, log-risk, risk group, the observed time and event, and the survival probability
-at each horizon (Breslow baseline of the training part, kept in the checkpoint).
+``zoo predict`` writes a CSV: id, log-risk, risk group, the observed time and event (when the file has them), and
+the survival probability at each horizon (Breslow baseline of the training part, kept in the checkpoint). Evaluated
+on another file (no training part in the data module), the metrics use the checkpoint's baseline, training times
+and risk-group threshold.
 """
 
 from __future__ import annotations
