@@ -445,6 +445,8 @@ class SepsisData(ZooDataModule):
         self.save_hyperparameters()
         if num_patients < 20:
             raise DataError(f"--data.num_patients must be at least 20, got {num_patients}")
+        if eval_batch_size < 1:
+            raise DataError(f"--data.eval_batch_size must be a positive number of patients, got {eval_batch_size}")
         for name, values in (("feature_mean", feature_mean), ("feature_std", feature_std)):
             if values is not None and len(values) != len(FEATURE_NAMES):
                 raise DataError(f"--data.{name} holds {len(values)} values; the hourly features are "

@@ -113,6 +113,8 @@ class TabularData(ZooDataModule):
                  eval_batch_size: int = 1024, num_workers: int = 0, seed: int = 0, schema: dict | None = None,
                  predict_path: str | None = None):
         super().__init__(batch_size, num_workers, seed)
+        if eval_batch_size < 1:
+            raise DataError(f"--data.eval_batch_size must be a positive number of rows, got {eval_batch_size}")
         self.save_hyperparameters()
         self.eval_batch_size = eval_batch_size
         self._frames: dict[str, pd.DataFrame] | None = None  # "train", "val", "test", once read

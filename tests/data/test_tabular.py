@@ -229,6 +229,8 @@ def test_other_bad_inputs(tmp_path):
         TabularData(str(tmp_path / "missing.csv"), target="y")
     with pytest.raises(DataError, match="unknown bundled table"):
         TabularData(dataset="titanic")
+    with pytest.raises(DataError, match=r"--data\.eval_batch_size must be a positive number of rows, got -3"):
+        TabularData(eval_batch_size=-3)
     (tmp_path / "notes.json").write_text("{}")
     with pytest.raises(DataError, match="unknown table format"):
         TabularData(str(tmp_path / "notes.json"), target="y")
