@@ -113,3 +113,28 @@ def test_a_number_column_holding_text_is_an_error_not_a_category(tmp_path):
     cohort.to_csv(tmp_path / "typo.csv", index=False)
     with pytest.raises(DataError, match=r"typo\.csv: line 9, column 'age': 'seventy' is not a number"):
         SurvivalTableData(path=str(tmp_path / "typo.csv"), time_column="time", event_column="cens")
+
+
+@pytest.mark.slow
+def test_the_zoo_command_tests_and_predicts_new_patients_without_the_training_file(tmp_path, capsys):
+    """The issue's path, end to end (about 35 s): zoo train on one file, the file removed, zoo test on another file
+    and zoo predict on covariates alone (it crashed loading the state dict, the encoding refitted)."""
+    from zoo.cli import main
+
+    cohort = load_gbsg2()
+    cohort.iloc[:500].to_csv(tmp_path / "train.csv", index=False)
+    cohort.iloc[500:].to_csv(tmp_path / "new.csv", index=False)
+    cohort.iloc[500:].drop(columns=["time", "cens"]).to_csv(tmp_path / "inputs.csv", index=False)
+    assert main(["train", "medical/deepsurv", "--data.path", str(tmp_path / "train.csv"), "--data.time_column",
+                 "time", "--data.event_column", "cens", "--trainer.max_epochs", "1",
+                 "--trainer.enable_progress_bar", "false"]) == 0
+    (ckpt,) = tmp_path.glob("mlruns/*/*/artifacts/checkpoints/best.ckpt")
+    (tmp_path / "train.csv").unlink()
+    capsys.readouterr()
+    assert main(["test", "--ckpt", str(ckpt), "--data.test_path", str(tmp_path / "new.csv"),
+                 "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]) == 0
+    assert main(["predict", "--ckpt", str(ckpt), "--data.predict_path", str(tmp_path / "inputs.csv"),
+                 "--trainer.logger", "false", "--output", str(tmp_path / "risks.csv")]) == 0
+    assert "test/c_index" in capsys.readouterr().out
+    with open(tmp_path / "risks.csv") as f:
+        assert len(list(csv.DictReader(f))) == 186
