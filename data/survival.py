@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 from zoo.data.base import ZooDataModule, cache_root
-from zoo.data.splits import Split, random_split
+from zoo.data.splits import Split, random_or_fold_split
 from zoo.data.survival_covariates import CovariateEncoding
 
 from zoo.errors import DataError
@@ -68,18 +68,6 @@ def check_survival(time: pd.Series, event: pd.Series, source: str) -> tuple[np.n
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"{source}: row {row + 1}: event {_shown(event.iloc[row])} is not 0 or 1")
     return t.to_numpy(np.float32), e.to_numpy(np.float32)
-
-
-def _split(event: np.ndarray, val: float, test: float, seed: int, folds: int, fold: int) -> Split:
-    if folds <= 1:
-        return random_split(len(event), val, test, seed, stratify=event)
-    if not 0 <= fold < folds:
-        raise DataError(f"--data.fold must be in 0..{folds - 1}, got {fold}")
-    from sklearn.model_selection import StratifiedKFold
-
-    rest, test_idx = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(event, event))[fold]
-    inner = random_split(len(rest), val / (1 - 1 / folds), 0.0, seed, stratify=event[rest])
-    return Split(np.sort(rest[inner.train]), np.sort(rest[inner.val]), np.sort(test_idx))
 
 
 def default_horizons(time: np.ndarray, event: np.ndarray) -> list[float]:
@@ -295,8 +283,8 @@ class SurvivalTableData(_SurvivalBase):
                 raise DataError(f"{source}: no column {column!r}; columns: {', '.join(map(str, frame.columns))}")
         time, event = self._outcomes(frame, source)
         ids = self._ids(frame, source)
-        split = _split(event, hp.val, 0.0 if hp.test_path and hp.folds <= 1 else hp.test, hp.seed, hp.folds,
-                       hp.fold)
+        split = random_or_fold_split(len(event), hp.val, 0.0 if hp.test_path and hp.folds <= 1 else hp.test,
+                                     hp.seed, event, folds=hp.folds, fold=hp.fold)
         if hp.encoding is None:
             names = hp.covariates or [c for c in frame.columns
                                       if c not in (self.time_column, self.event_column, hp.id_column)]
@@ -467,8 +455,8 @@ class MultimodalSurvivalData(_SurvivalBase):
         genes_read = None if self.statistics is None else list(self.statistics["genes"])
         ids, features, genes, clinical, time, event = read_multimodal(Path(self.root), max_patches=self.max_patches,
                                                                       genes=genes_read)
-        split = _split(event, hp.val, 0.0 if self.test_location and hp.folds <= 1 else hp.test, hp.seed, hp.folds,
-                       hp.fold)
+        split = random_or_fold_split(len(event), hp.val, 0.0 if self.test_location and hp.folds <= 1 else hp.test,
+                                     hp.seed, event, folds=hp.folds, fold=hp.fold)
         if self.statistics is None:  # fitted on the training part only, and kept with the run
             train_patches = np.concatenate([features[i] for i in split.train])
             names = [str(c) for c in _read_table(Path(self.root) / "gene_expression.csv").columns

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 from zoo.data.base import ZooDataModule
+from zoo.data.splits import check_fold
 from zoo.data.tabular_io import (
     SPLITS,
     TABLE_SUFFIXES,
@@ -88,6 +89,8 @@ class TabularData(ZooDataModule):
             ``schema``, ``zoo test --data.test_path FILE`` evaluates every row of FILE alone (the training table is
             not read; the fitted transform comes from the checkpoint).
         val_fraction / test_fraction: random split sizes when there are no fixed splits.
+        folds / fold: k-fold cross-validation of one table: fold ``fold`` of ``folds`` (stratified by class) is the
+            test part (``zoo train MODEL --data.folds K`` runs every fold).
         num_policy: "quantile" (the paper's), "standard" or "none".
         batch_size / eval_batch_size: rows per training / evaluation batch (every row is kept: no partial
             training batch is dropped).
@@ -111,8 +114,9 @@ class TabularData(ZooDataModule):
                  val_path: str | None = None, test_path: str | None = None, val_fraction: float = 0.2,
                  test_fraction: float = 0.2, num_policy: NumPolicy = "quantile", batch_size: int = 256,
                  eval_batch_size: int = 1024, num_workers: int = 0, seed: int = 0, schema: dict | None = None,
-                 predict_path: str | None = None):
+                 folds: int = 1, fold: int = 0, predict_path: str | None = None):
         super().__init__(batch_size, num_workers, seed)
+        check_fold(folds, fold)
         if eval_batch_size < 1:
             raise DataError(f"--data.eval_batch_size must be a positive number of rows, got {eval_batch_size}")
         self.save_hyperparameters()
@@ -166,7 +170,7 @@ class TabularData(ZooDataModule):
         table = read_splits(path=hp.path, target=hp.target, dataset=hp.dataset, task_type=hp.task_type,
                             split_column=hp.split_column, val_path=hp.val_path, test_path=hp.test_path,
                             val_fraction=hp.val_fraction, test_fraction=hp.test_fraction,
-                            drop_columns=hp.drop_columns, seed=hp.seed)
+                            drop_columns=hp.drop_columns, seed=hp.seed, folds=hp.folds, fold=hp.fold)
         self._frames, self._sources = table.frames, table.sources
         return table
 
