@@ -22,7 +22,7 @@ from zoo.data.sampling import EpochSampler, epoch_seed, run_seed
 from zoo.errors import DataError
 
 __all__ = ["EpochSampler", "ZooData", "ZooDataModule", "bundled_photos", "cache_root", "describe_files", "epoch_seed",
-           "run_seed", "seed_worker"]
+           "match_class_names", "run_seed", "seed_worker"]
 
 
 def cache_root() -> Path:
@@ -88,6 +88,26 @@ def describe_files(paths: Sequence[Path]) -> str:
     except ValueError:  # on different drives
         return f"{len(paths)} files"
     return f"{folder}{os.sep}"
+
+
+def match_class_names(found: Sequence[str], known: Sequence[str], where: str) -> list[int]:
+    """The index in ``known`` (the classes a model was trained on, in label order) of each class name in
+    ``found`` (those of the data at ``where``): classes match by name, whatever their order.
+
+    Raises:
+        DataError: the two sets of names differ (a class missing on either side): one line naming both sides.
+    """
+    found, known = [str(n) for n in found], [str(n) for n in known]
+    if set(found) != set(known) or len(found) != len(set(found)):
+        def listed(names: Sequence[str]) -> str:
+            return ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+
+        unknown, missing = [n for n in found if n not in known], [n for n in known if n not in found]
+        detail = "; ".join(part for part in (f"not known to the model: {listed(unknown)}" if unknown else "",
+                                             f"missing: {listed(missing)}" if missing else "") if part)
+        raise DataError(f"{where} has classes {listed(found)}, but the model was trained on {listed(known)} "
+                        f"(classes match by name; {detail})")
+    return [known.index(name) for name in found]
 
 
 class ZooDataModule(L.LightningDataModule):

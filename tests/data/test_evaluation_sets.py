@@ -1,0 +1,90 @@
+"""A trained model meets new data (issue 30): ``zoo test`` evaluates exactly the set it is given (a folder that
+holds only evaluation data, ``test_root`` without ``root``), says in one line which files and how many, matches
+classes by name, and ``zoo predict`` names its inputs. Each metric is checked against a hand computation from the
+model's own outputs on those files."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from zoo.checkpoints import read_checkpoint
+from zoo.cli import main
+
+
+def reported(metric: str, text: str) -> float:
+    """The value Lightning's results table prints for ``metric``."""
+    found = re.search(rf"{re.escape(metric)}\W+([0-9.eE+-]+)", text)
+    assert found is not None, f"{metric} not reported in:\n{text}"
+    return float(found.group(1))
+
+
+# --- image classification ---------------------------------------------------------------------------------------
+def write_unseen_digits(root: Path, classes: list[str], size: int = 8) -> list[tuple[Path, str]]:
+    """One real handwritten digit per class, taken from past the first 60 of each digit (those trained_run trains
+    on), written as root/<class>/<n>.png; returns (path, class name) pairs."""
+    from zoo.data.images import load_digits_rgb
+
+    images, labels = load_digits_rgb()
+    written = []
+    for name in classes:
+        digit = int(name.removeprefix("digit_"))
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "100.png"
+        Image.fromarray(images[labels == digit][100]).resize((size, size)).save(path)
+        written.append((path, name))
+    return written
+
+
+def test_a_classifier_is_tested_on_a_test_only_folder_and_predicts_new_images(trained_run, tmp_path, capsys):
+    checkpoint = read_checkpoint(trained_run.best)
+    classes = checkpoint.extras["class_names"]
+    files = write_unseen_digits(tmp_path / "new_digits", classes[::-1])
+    assert main(["test", "--ckpt", trained_run.best, "--data.test_root", str(tmp_path / "new_digits"),
+                 "--trainer.logger", "false"]) == 0
+    out = capsys.readouterr().out
+    assert f"data: 10 images in {tmp_path / 'new_digits'}/ (test only), 10 classes" in out
+    # by hand: the checkpoint's model on the same files, through the checkpoint's own evaluation transform
+    from zoo.data.images import image_transform, read_image
+
+    data = checkpoint.data_hparams
+    transform = image_transform(data["image_size"], data["augment"], data["mean"], data["std"], False,
+                                interpolation=data["interpolation"], crop_pct=data["crop_pct"])
+    model = checkpoint.build_model().eval()
+    with torch.no_grad():
+        logits = model(torch.stack([transform(image=read_image(p))["image"] for p, _ in files]))
+    truth = torch.tensor([classes.index(name) for _, name in files])
+    accuracy = float((logits.argmax(-1) == truth).float().mean())
+    assert reported("test/acc", out) == pytest.approx(accuracy, abs=1e-6)
+
+    output = tmp_path / "predictions.csv"
+    assert main(["predict", "--ckpt", trained_run.best, "--data.predict_path", str(tmp_path / "new_digits"),
+                 "--output", str(output), "--trainer.logger", "false"]) == 0
+    assert f"data: 10 images to predict in {tmp_path / 'new_digits'}/" in capsys.readouterr().out
+    rows = {row["input"]: row["label"] for row in csv.DictReader(output.open())}
+    predicted = {str(p): classes[i] for (p, _), i in zip(files, logits.argmax(-1).tolist(), strict=True)}
+    assert rows == predicted
+
+
+def test_new_images_whose_class_names_differ_are_one_line_naming_both_sides(trained_run, tmp_path, capsys):
+    classes = read_checkpoint(trained_run.best).extras["class_names"]
+    write_unseen_digits(tmp_path / "other", classes[:9])
+    (tmp_path / "other" / "digit_8").rename(tmp_path / "other" / "eight")
+    assert main(["test", "--ckpt", trained_run.best, "--data.test_root", str(tmp_path / "other"),
+                 "--trainer.logger", "false"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "not known to the model: eight" in error and "missing: digit_8, digit_9" in error
+    assert str(tmp_path / "other") in error and "digit_0, digit_1" in error
+
+
+def test_without_data_flags_the_checkpoint_s_own_test_split_is_named(trained_run, capsys):
+    assert main(["test", "--ckpt", trained_run.best, "--trainer.logger", "false"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("data:"))
+    assert line == f"data: test split of image folder {trained_run.root / 'digits'}, 120 images"
