@@ -88,3 +88,62 @@ def test_without_data_flags_the_checkpoint_s_own_test_split_is_named(trained_run
     assert main(["test", "--ckpt", trained_run.best, "--trainer.logger", "false"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("data:"))
     assert line == f"data: test split of image folder {trained_run.root / 'digits'}, 120 images"
+
+
+def tiny_checkpoint(task, data, path: Path, steps: int = 2) -> str:
+    """Train ``task`` on ``data`` for ``steps`` steps and save the checkpoint a zoo run writes (with its zoo record
+    and the data module's arguments)."""
+    import lightning as L
+
+    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                        accelerator="cpu")
+    trainer.fit(task, datamodule=data)
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
+# --- MEDUSA on chest X-rays (CovidxData) ------------------------------------------------------------------------
+def test_medusa_is_tested_and_predicts_on_new_xrays_from_its_own_fresh_checkpoint(tmp_path, capsys):
+    from zoo.data.covidx import CovidxData, covidx_transform, write_simulated_covidx
+    from zoo.data.images import read_image
+
+    from zoo.tasks.classification import ClassificationTask
+
+    root = write_simulated_covidx(train=24, test=8, size=64, root=tmp_path / "covidx")
+    data = CovidxData(str(root), image_size=32, batch_size=8, num_workers=0)
+    task = ClassificationTask("medical/medusa", num_classes=2, class_names=data.class_names, explain_images=0,
+                              model_kwargs={"backbone": "resnet18", "body_size": 32},
+                              optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}})
+    ckpt = tiny_checkpoint(task, data, tmp_path / "medusa.ckpt")
+    assert main(["test", "--ckpt", ckpt, "--trainer.logger", "false"]) == 0  # its own data: no unknown flag
+    assert f"data: test split of COVIDx folder {root}, 8 images" in capsys.readouterr().out
+
+    # a second set, test only: class folders in another order of discovery than the label file's
+    labels = {line.split()[1]: line.split()[2] for line in (root / "test.txt").read_text().splitlines()}
+    new = tmp_path / "new_xrays"
+    files = []
+    for name in sorted(labels)[:5] + sorted(labels)[-2:]:
+        (new / labels[name]).mkdir(parents=True, exist_ok=True)
+        Image.open(root / "test" / name).save(new / labels[name] / name)
+        files.append((new / labels[name] / name, labels[name]))
+    files.sort()
+    assert main(["test", "--ckpt", ckpt, "--data.test_root", str(new), "--data.root", str(tmp_path / "gone"),
+                 "--trainer.logger", "false"]) == 0
+    out = capsys.readouterr().out
+    assert f"data: 7 images in {new}/ (test only), classes negative, positive" in out
+    model = read_checkpoint(ckpt).build_model().eval()
+    transform = covidx_transform(32, train=False)
+    with torch.no_grad():
+        logits = model(torch.stack([transform(image=read_image(p))["image"] for p, _ in files]))
+    truth = torch.tensor([data.class_names.index(label) for _, label in files])
+    assert reported("test/acc", out) == pytest.approx(float((logits.argmax(-1) == truth).float().mean()), abs=1e-6)
+
+    output = tmp_path / "predictions.csv"
+    assert main(["predict", "--ckpt", ckpt, "--data.predict_path", str(new), "--output", str(output),
+                 "--trainer.logger", "false"]) == 0
+    assert f"data: 7 images to predict in {new}/" in capsys.readouterr().out
+    rows = [(row["input"], float(row["score"])) for row in csv.DictReader(output.open())]
+    probabilities = logits.softmax(-1).max(-1).values.tolist()
+    assert [r[0] for r in rows] == [str(p) for p, _ in files]
+    assert [r[1] for r in rows] == pytest.approx(probabilities, abs=1e-5)
