@@ -9,6 +9,7 @@ import csv
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -147,3 +148,62 @@ def test_medusa_is_tested_and_predicts_on_new_xrays_from_its_own_fresh_checkpoin
     probabilities = logits.softmax(-1).max(-1).values.tolist()
     assert [r[0] for r in rows] == [str(p) for p, _ in files]
     assert [r[1] for r in rows] == pytest.approx(probabilities, abs=1e-5)
+
+
+# --- DEA-Net dehazing (DehazingData) ----------------------------------------------------------------------------
+def write_pairs(root: Path, count: int, seed: int, size: int = 32) -> list[tuple[Path, Path]]:
+    """``count`` hazy/clear pairs (root/hazy/<i>_1_0.8.png, root/clear/<i>.png): smooth colour fields, the hazy
+    one blended toward a grey airlight."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for i in range(count):
+        small = rng.uniform(0, 1, (4, 4, 3))
+        clear = np.kron(small, np.ones((size // 4, size // 4, 1)))
+        hazy = 0.6 * clear + 0.4 * 0.9
+        for folder, name, image in (("clear", f"{i}.png", clear), ("hazy", f"{i}_1_0.8.png", hazy)):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray((image * 255).round().astype(np.uint8)).save(root / folder / name)
+        pairs.append((root / "hazy" / f"{i}_1_0.8.png", root / "clear" / f"{i}.png"))
+    return pairs
+
+
+def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean over images of 10 log10(1 / MSE) ((B, 3, H, W) in [0, 1])."""
+    return float((10 * torch.log10(1 / ((output - target) ** 2).mean(dim=(1, 2, 3)))).mean())
+
+
+def test_dea_net_is_tested_on_test_root_without_root_and_restores_new_images(tmp_path, capsys):
+    import shutil
+
+    from zoo.data.restoration import DehazingData, read_rgb
+
+    from zoo.tasks.restoration import RestorationTask
+
+    write_pairs(tmp_path / "train", 8, seed=0)
+    data = DehazingData(root=str(tmp_path / "train"), val_fraction=0.25, crop_size=16, batch_size=4, num_workers=0)
+    task = RestorationTask("vision/dea_net", model_kwargs={"base_dim": 8, "depths": (1, 1, 1)}, grid_images=0,
+                           lr_scheduler=None, optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}})
+    ckpt = tiny_checkpoint(task, data, tmp_path / "dea_net.ckpt")
+    shutil.rmtree(tmp_path / "train")  # the training pairs are gone: only the given ones can be read
+
+    pairs = write_pairs(tmp_path / "my_pairs", 5, seed=1)
+    assert main(["test", "--ckpt", ckpt, "--data.test_root", str(tmp_path / "my_pairs"),
+                 "--trainer.logger", "false"]) == 0
+    out = capsys.readouterr().out
+    assert f"data: 5 image pairs in {tmp_path / 'my_pairs'}/ (test only)" in out
+    to_tensor = lambda path: torch.from_numpy(read_rgb(path)).permute(2, 0, 1)  # noqa: E731
+    hazy = torch.stack([to_tensor(h) for h, _ in pairs])
+    clear = torch.stack([to_tensor(c) for _, c in pairs])
+    model = read_checkpoint(ckpt).build_model().eval()
+    with torch.no_grad():
+        restored = model(hazy).clamp(0, 1)
+    assert reported("test/psnr", out) == pytest.approx(psnr(restored, clear), abs=1e-3)
+    assert reported("test/input_psnr", out) == pytest.approx(psnr(hazy, clear), abs=1e-3)
+
+    output = tmp_path / "restored"
+    assert main(["predict", "--ckpt", ckpt, "--data.predict_path", str(tmp_path / "my_pairs" / "hazy"),
+                 "--output", str(output), "--trainer.logger", "false"]) == 0
+    assert f"data: 5 hazy images to restore in {tmp_path / 'my_pairs' / 'hazy'}/" in capsys.readouterr().out
+    for (path, _), image in zip(pairs, restored, strict=True):
+        written = torch.from_numpy(read_rgb(output / f"{path.stem}.png")).permute(2, 0, 1)
+        torch.testing.assert_close(written, image, atol=1 / 255, rtol=0)
