@@ -207,3 +207,62 @@ def test_dea_net_is_tested_on_test_root_without_root_and_restores_new_images(tmp
     for (path, _), image in zip(pairs, restored, strict=True):
         written = torch.from_numpy(read_rgb(output / f"{path.stem}.png")).permute(2, 0, 1)
         torch.testing.assert_close(written, image, atol=1 / 255, rtol=0)
+
+
+# --- SSAST on audio clips (AudioData) ---------------------------------------------------------------------------
+def write_tones(root: Path, per_class: int, seed: int) -> list[tuple[Path, str]]:
+    """Short tones (0.4 s at 16 kHz) of a low, mid and high pitch with random phase, level and noise, as
+    root/<pitch>/<n>.wav; returns (path, class name) pairs."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    written = []
+    t = np.arange(6400) / 16000
+    for name, hz in (("high", 2400), ("low", 300), ("mid", 900)):
+        for i in range(per_class):
+            wave = rng.uniform(0.1, 0.5) * np.sin(2 * np.pi * hz * t + rng.uniform(0, 6)) + rng.normal(0, 0.01, t.size)
+            path = root / name / f"{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, wave.astype(np.float32), 16000)
+            written.append((path, name))
+    return written
+
+
+def test_ssast_is_tested_on_a_second_set_and_predicts_new_clips(tmp_path, capsys):
+    from zoo.data.audio import AudioData, KaldiFbank, read_audio
+
+    from zoo.tasks.classification import ClassificationTask
+
+    write_tones(tmp_path / "train", 6, seed=0)
+    data = AudioData(root=str(tmp_path / "train"), num_frames=32, batch_size=6, num_workers=0,
+                     val_fraction=0.2, test_fraction=0.2)
+    task = ClassificationTask("audio/ssast_tiny_patch", num_classes=3, class_names=data.class_names, explain_images=0,
+                              model_kwargs={"input_tdim": 32, "depth": 1, "fstride": 16, "tstride": 16},
+                              optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}})
+    ckpt = tiny_checkpoint(task, data, tmp_path / "ssast.ckpt")
+    recorded = read_checkpoint(ckpt).data_hparams
+    assert recorded["mean"] is not None and recorded["class_names"] == ["high", "low", "mid"]
+
+    clips = write_tones(tmp_path / "new_clips", 2, seed=1)
+    assert main(["test", "--ckpt", ckpt, "--data.test_root", str(tmp_path / "new_clips"), "--data.root", "null",
+                 "--trainer.logger", "false"]) == 0
+    out = capsys.readouterr().out
+    assert f"data: 6 clips in {tmp_path / 'new_clips'}/ (test only), 3 classes" in out
+    front = KaldiFbank(32, 128, recorded["mean"], recorded["std"])
+    features = torch.stack([front(read_audio(p)) for p, _ in clips])
+    model = read_checkpoint(ckpt).build_model().eval()
+    with torch.no_grad():
+        logits = model(features)
+    truth = torch.tensor([recorded["class_names"].index(n) for _, n in clips])
+    assert reported("test/acc", out) == pytest.approx(float((logits.argmax(-1) == truth).float().mean()), abs=1e-6)
+
+    output = tmp_path / "predictions.csv"
+    assert main(["predict", "--ckpt", ckpt, "--data.predict_path", str(tmp_path / "new_clips"),
+                 "--output", str(output), "--trainer.logger", "false"]) == 0
+    assert f"data: 6 clips to predict in {tmp_path / 'new_clips'}/" in capsys.readouterr().out
+    rows = list(csv.DictReader(output.open()))
+    assert [row["input"] for row in rows] == [str(p) for p, _ in clips]
+    names = recorded["class_names"]
+    assert [row["label"] for row in rows] == [names[i] for i in logits.argmax(-1).tolist()]
+    assert [float(row["score"]) for row in rows] == pytest.approx(logits.softmax(-1).max(-1).values.tolist(),
+                                                                  abs=1e-5)
