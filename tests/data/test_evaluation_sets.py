@@ -266,3 +266,49 @@ def test_ssast_is_tested_on_a_second_set_and_predicts_new_clips(tmp_path, capsys
     assert [row["label"] for row in rows] == [names[i] for i in logits.argmax(-1).tolist()]
     assert [float(row["score"]) for row in rows] == pytest.approx(logits.softmax(-1).max(-1).values.tolist(),
                                                                   abs=1e-5)
+
+
+# --- YOLO9tr detection (DetectionData) --------------------------------------------------------------------------
+def test_yolo9tr_is_tested_on_a_second_set_and_detects_in_new_images(tmp_path, capsys):
+    from torchmetrics.detection import MeanAveragePrecision
+    from zoo.blocks.detection import non_max_suppression
+    from zoo.data.detection import DetectionData, read_yolo, write_synthetic_detection
+
+    from zoo.tasks.detection import DetectionTask
+
+    torch.manual_seed(0)
+    shapes = {"image_size": 64, "max_objects": 1, "object_size": (24, 40)}
+    train = write_synthetic_detection(tmp_path / "train", counts=(16, 4, 4), **shapes)
+    data = DetectionData(str(train), image_size=64, batch_size=8, num_workers=0, augment=False)
+    task = DetectionTask("vision/yolo9tr", num_classes=data.num_classes, class_names=data.class_names,
+                         model_kwargs={"width": 0.25, "depth": 1}, sample_images=0,
+                         optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.02}})
+    ckpt = tiny_checkpoint(task, data, tmp_path / "yolo9tr.ckpt", steps=16)
+
+    new = write_synthetic_detection(tmp_path / "new_set", counts=(1, 1, 7), seed=5, **shapes)
+    records = read_yolo(new)[0]["test"]
+    boxes = sum(len(r.labels) for r in records)
+    assert main(["test", "--ckpt", ckpt, "--data.test_root", str(new / "data.yaml"), "--data.root", "null",
+                 "--trainer.logger", "false"]) == 0
+    out = capsys.readouterr().out
+    assert f"data: 7 images / {boxes} boxes in {new / 'data.yaml'} (test only), 4 classes" in out
+    # by hand: 64 px images seen at 64 px (no letterbox), the checkpoint's model, YOLOv9's evaluation NMS
+    model = read_checkpoint(ckpt).build_model().eval()
+    images = torch.stack([torch.from_numpy(np.array(Image.open(r.path).convert("RGB"))).permute(2, 0, 1)
+                          for r in records]).float() / 255
+    with torch.no_grad():
+        detections = non_max_suppression(model.decode(model(images)), 0.001, 0.7, 300)
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+    metric.update(detections, [{"boxes": torch.from_numpy(r.pixel_boxes(64, 64)),
+                                "labels": torch.from_numpy(r.labels)} for r in records])
+    expected = float(metric.compute()["map_50"])
+    assert expected > 0  # 16 steps find some objects (0.012): a set read wrongly would not score the same
+    assert reported("test/map_50", out) == pytest.approx(expected, abs=1e-4)
+
+    output = tmp_path / "detections"
+    assert main(["predict", "--ckpt", ckpt, "--data.predict_path", str(new / "images" / "test"),
+                 "--output", str(output), "--trainer.logger", "false"]) == 0
+    assert f"data: 7 images to predict in {new / 'images' / 'test'}/" in capsys.readouterr().out
+    confident = sum(int((d["scores"] >= 0.25).sum()) for d in detections)
+    written = [line for r in records for line in (output / "labels" / f"{r.path.stem}.txt").read_text().splitlines()]
+    assert len(written) == confident
