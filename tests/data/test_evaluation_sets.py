@@ -271,9 +271,9 @@ def test_ssast_is_tested_on_a_second_set_and_predicts_new_clips(tmp_path, capsys
 # --- YOLO9tr detection (DetectionData) --------------------------------------------------------------------------
 def test_yolo9tr_is_tested_on_a_second_set_and_detects_in_new_images(tmp_path, capsys):
     from torchmetrics.detection import MeanAveragePrecision
-    from zoo.blocks.detection import non_max_suppression
     from zoo.data.detection import DetectionData, read_yolo, write_synthetic_detection
 
+    from zoo.blocks.detection import non_max_suppression
     from zoo.tasks.detection import DetectionTask
 
     torch.manual_seed(0)
