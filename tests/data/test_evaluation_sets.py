@@ -16,6 +16,7 @@ from PIL import Image
 
 from zoo.checkpoints import read_checkpoint
 from zoo.cli import main
+from zoo.errors import DataError
 
 
 def reported(metric: str, text: str) -> float:
@@ -312,3 +313,46 @@ def test_yolo9tr_is_tested_on_a_second_set_and_detects_in_new_images(tmp_path, c
     confident = sum(int((d["scores"] >= 0.25).sum()) for d in detections)
     written = [line for r in records for line in (output / "labels" / f"{r.path.stem}.txt").read_text().splitlines()]
     assert len(written) == confident
+
+
+# --- a test-only set without root, classes matched by name (data modules alone) ----------------------------------
+def test_image_classes_in_another_order_map_by_name_and_a_root_of_only_test_is_all_test(tmp_path):
+    from zoo.data.images import ImageClassificationData
+
+    from tests.conftest import write_digit_folder
+
+    write_digit_folder(tmp_path / "only_test" / "test", classes=(0, 1, 2), per_class=3)
+    recorded = ["digit_2", "digit_0", "digit_1"]  # the model's label order
+    data = ImageClassificationData(root=str(tmp_path / "only_test"), class_names=recorded, image_size=16,
+                                   num_workers=0)
+    data.setup("test")
+    assert len(data.test_set) == 9  # all of it, no split
+    assert [recorded[y] for y in data.test_set.labels] == [p.parent.name for p in data.test_set.paths]
+    assert data.evaluation_line("test") == f"data: 9 images in {tmp_path / 'only_test' / 'test'}/ (test only), " \
+                                           "3 classes"
+    with pytest.raises(DataError, match="holds test/ but no train/"):
+        data.setup("fit")
+
+
+def test_covidx_and_dehazing_test_root_without_root_read_only_that_folder(tmp_path):
+    from zoo.data.base import cache_root
+    from zoo.data.covidx import CovidxData
+    from zoo.data.restoration import DehazingData
+
+    for label in ("positive", "negative"):
+        (tmp_path / "xrays" / label).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((20, 20, 3), 40 * i + (100 if label == "positive" else 0), np.uint8)).save(
+                tmp_path / "xrays" / label / f"{i}.png")
+    xrays = CovidxData(test_root=str(tmp_path / "xrays"), class_names=["negative", "positive"], image_size=16)
+    xrays.setup("test")
+    assert xrays.test_set.labels == [0, 0, 1, 1] and not (cache_root() / "covidx").exists()
+    with pytest.raises(DataError, match=r"classes negative, positive, but the model was trained on normal, "
+                                        r"pneumonia, COVID-19"):
+        CovidxData(test_root=str(tmp_path / "xrays"), class_names=["normal", "pneumonia", "COVID-19"]).setup("test")
+
+    write_pairs(tmp_path / "pairs", 3, seed=2)
+    pairs = DehazingData(test_root=str(tmp_path / "pairs"), num_workers=0)  # the quick start's config: no root
+    pairs.setup("test")
+    assert len(pairs.split_dataset("test")) == 3 and not any(cache_root().glob("*haze*"))
+    assert pairs.evaluation_line("test") == f"data: 3 image pairs in {tmp_path / 'pairs'}/ (test only)"
