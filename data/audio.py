@@ -329,10 +329,10 @@ class AudioData(ZooDataModule):
         if self.test_root is not None and not self.test_root.is_dir():
             raise DataError(f"--data.test_root {self.test_root} is not a folder (expected "
                             f"{self.test_root}/<class name>/<audio files>)")
-        # evaluating a test-only folder with the recorded classes: the training data is neither written nor read
-        self.evaluation_only = self.test_root is not None and bool(class_names or not labelled)
         self.embedded = root is None and format in ("auto", "folder", "unlabelled") and train_json is None
-        if self.embedded and not self.evaluation_only:
+        # with the classes recorded, the spoken-word set is written only when its clips are read (not to test a
+        # test-only folder or to predict new clips)
+        if self.embedded and not (class_names or not labelled):
             self.root = spoken_words(takes_per_word=words_per_class, augment=words_augment)
         else:
             self.root = Path(root).expanduser() if root else None
@@ -373,6 +373,8 @@ class AudioData(ZooDataModule):
 
     def _parts(self) -> dict[str, tuple[list[Path], Sequence | torch.Tensor | None]]:
         hp = self.hparams
+        if self.root is None and self.embedded:
+            self.root = spoken_words(takes_per_word=hp.words_per_class, augment=hp.words_augment)
         if self.format == "speech_commands":
             return read_speech_commands(self.root)[1]
         if self.format == "esc50":

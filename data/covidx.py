@@ -159,10 +159,21 @@ class CovidxData(ZooDataModule):
         if self.test_root is not None and not self.test_root.is_dir():
             raise DataError(f"--data.test_root {self.test_root} is not a folder (expected class folders "
                             f"negative/ and positive/, or {test_file} with test/)")
-        if self.test_root is not None and class_names:  # evaluation only: the training data is not read
-            self.root, self.source, self.parts = None, f"images in {self.test_root}", {}
-            self.class_names, self.num_classes = list(class_names), len(class_names)
-            return
+        self.root: Path | None = None
+        self.parts: dict[str, list[tuple[Path, str, str]]] = {}
+        self.source = f"images in {self.test_root}"
+        if class_names:  # recorded: root is read only when its images are (not to test test_root or to predict)
+            self.class_names = list(class_names)
+        else:
+            self._read_root()
+            self.class_names = list(classes_of([lab for rows in self.parts.values() for _, lab, _ in rows],
+                                               str(self.root)))
+        self.num_classes = len(self.class_names)
+        self.hparams.class_names = list(self.class_names)  # kept with the run: new data is matched by name
+
+    def _read_root(self) -> None:
+        """The root's label files and images (the simulated set, written once, when there is no root)."""
+        root = self.hparams.root
         if root is None:
             self.root, self.source = write_simulated_covidx(), "simulated chest X-rays in the COVIDx layout"
         else:
@@ -171,10 +182,6 @@ class CovidxData(ZooDataModule):
             raise DataError(f"{self.root} is not a folder (expected the COVIDx label files with train/ and test/, "
                             "or root/<class>/<images>)")
         self.parts = self._read_parts()
-        self.class_names = list(class_names) if class_names else list(classes_of(
-            [lab for rows in self.parts.values() for _, lab, _ in rows], str(self.root)))
-        self.num_classes = len(self.class_names)
-        self.hparams.class_names = list(self.class_names)  # kept with the run: new data is matched by name
 
     # --- reading --------------------------------------------------------------------------------------------
     def _read_parts(self) -> dict[str, list[tuple[Path, str, str]]]:
@@ -252,6 +259,10 @@ class CovidxData(ZooDataModule):
                                                       self._transform(False))
             self.sets = {"test": self.test_set}
             return
+        if not self.parts:
+            self._read_root()
+            found = classes_of([lab for rows in self.parts.values() for _, lab, _ in rows], str(self.root))
+            match_class_names(found, self.class_names, str(self.root))
         if "all" in self.parts:
             rows = self.parts["all"]
             split = self._split_train(rows, 0.2)

@@ -128,19 +128,27 @@ class DetectionData(ZooDataModule):
         self.train_set: DetectionDataset | None = None
         self.eval_batch_size = eval_batch_size
         self.evaluation_folder: Path | None = None  # set up from a test-only set
-        if test_root and class_names:  # evaluating a given set with the recorded classes: root is not read
-            self.class_names, self.source = list(class_names), f"the set in {test_root}"
+        if class_names:  # recorded: root is read only when its images are (not to test test_root or to predict)
+            self.class_names, self.source = list(class_names), f"the set in {test_root or predict_path}"
+            if root and Path(root).expanduser().suffix.lower() == ".json" and Path(root).expanduser().is_file():
+                self.category_ids = coco_category_ids(root)  # the COCO ids predictions are written with
         else:
             self._read_classes()
-            if class_names and list(class_names) != self.class_names:  # the recorded order wins, by name
-                index = np.asarray(match_class_names(self.class_names, class_names, str(root or "the default set")))
-                remapped: set[int] = set()
-                for record in (r for records in self.splits.values() for r in records):
-                    if id(record) not in remapped and len(record.labels):
-                        record.labels = index[record.labels]
-                    remapped.add(id(record))
-                self.class_names = list(class_names)
         self.hparams.class_names = list(self.class_names)  # kept with the run: new sets are matched by name
+
+    def _read_root(self) -> None:
+        """The annotations of ``root`` (or the offline default), labelled in the recorded class order."""
+        recorded = list(self.class_names)
+        self._read_classes()
+        if recorded != self.class_names:  # the recorded order wins, by name
+            index = np.asarray(match_class_names(self.class_names, recorded, str(self.hparams.root or
+                                                                                  "the default set")))
+            remapped: set[int] = set()
+            for record in (r for records in self.splits.values() for r in records):
+                if id(record) not in remapped and len(record.labels):
+                    record.labels = index[record.labels]
+                remapped.add(id(record))
+            self.class_names = recorded
 
     @property
     def num_classes(self) -> int:
@@ -284,6 +292,8 @@ class DetectionData(ZooDataModule):
             self._check_images(records)
             self.splits = {"val": records, "test": records}
             return
+        if not self.splits:
+            self._read_root()
         for key in ("train", "val", "test"):
             if not self.splits.get(key):
                 raise DataError(f"{self.source}: the {key} split is empty; give more images or its own files")

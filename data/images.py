@@ -301,7 +301,7 @@ class ImageClassificationData(ZooDataModule):
         self.source = dataset
         self.in_memory = dataset != "imagefolder" and self.test_root is None
         self.root = Path(root).expanduser() if root else None
-        if self.root is not None and dataset == "imagefolder" and not self.root.is_dir() and not test_root:
+        if self.root is not None and dataset == "imagefolder" and not self.root.is_dir() and not class_names:
             raise DataError(f"image folder {self.root} does not exist" if not self.root.exists()
                             else f"{self.root} is a file, not an image folder (root/<class>/<image>)")
         self.class_names = list(class_names) if class_names else self._class_names()
