@@ -143,7 +143,7 @@ def test_medusa_is_tested_and_predicts_on_new_xrays_from_its_own_fresh_checkpoin
 
     output = tmp_path / "predictions.csv"
     assert main(["predict", "--ckpt", ckpt, "--data.predict_path", str(new), "--output", str(output),
-                 "--trainer.logger", "false"]) == 0
+                 "--data.root", str(tmp_path / "gone"), "--trainer.logger", "false"]) == 0
     assert f"data: 7 images to predict in {new}/" in capsys.readouterr().out
     rows = [(row["input"], float(row["score"])) for row in csv.DictReader(output.open())]
     probabilities = logits.softmax(-1).max(-1).values.tolist()
@@ -258,7 +258,7 @@ def test_ssast_is_tested_on_a_second_set_and_predicts_new_clips(tmp_path, capsys
     assert reported("test/acc", out) == pytest.approx(float((logits.argmax(-1) == truth).float().mean()), abs=1e-6)
 
     output = tmp_path / "predictions.csv"
-    assert main(["predict", "--ckpt", ckpt, "--data.predict_path", str(tmp_path / "new_clips"),
+    assert main(["predict", "--ckpt", ckpt, "--data.predict_path", str(tmp_path / "new_clips"), "--data.root", "null",
                  "--output", str(output), "--trainer.logger", "false"]) == 0
     assert f"data: 6 clips to predict in {tmp_path / 'new_clips'}/" in capsys.readouterr().out
     rows = list(csv.DictReader(output.open()))
@@ -270,6 +270,7 @@ def test_ssast_is_tested_on_a_second_set_and_predicts_new_clips(tmp_path, capsys
 
 
 # --- YOLO9tr detection (DetectionData) --------------------------------------------------------------------------
+@pytest.mark.slow  # 16 training steps, so that the model finds something to score: 14 CPU-seconds on 2 cores
 def test_yolo9tr_is_tested_on_a_second_set_and_detects_in_new_images(tmp_path, capsys):
     from torchmetrics.detection import MeanAveragePrecision
     from zoo.data.detection import DetectionData, read_yolo, write_synthetic_detection
@@ -308,7 +309,7 @@ def test_yolo9tr_is_tested_on_a_second_set_and_detects_in_new_images(tmp_path, c
 
     output = tmp_path / "detections"
     assert main(["predict", "--ckpt", ckpt, "--data.predict_path", str(new / "images" / "test"),
-                 "--output", str(output), "--trainer.logger", "false"]) == 0
+                 "--data.root", str(tmp_path / "gone.yaml"), "--output", str(output), "--trainer.logger", "false"]) == 0
     assert f"data: 7 images to predict in {new / 'images' / 'test'}/" in capsys.readouterr().out
     confident = sum(int((d["scores"] >= 0.25).sum()) for d in detections)
     written = [line for r in records for line in (output / "labels" / f"{r.path.stem}.txt").read_text().splitlines()]
@@ -356,3 +357,26 @@ def test_covidx_and_dehazing_test_root_without_root_read_only_that_folder(tmp_pa
     pairs.setup("test")
     assert len(pairs.split_dataset("test")) == 3 and not any(cache_root().glob("*haze*"))
     assert pairs.evaluation_line("test") == f"data: 3 image pairs in {tmp_path / 'pairs'}/ (test only)"
+
+
+def test_a_detection_set_to_test_needs_no_train_entry_and_its_boxes_are_relabelled_by_class_name(tmp_path):
+    import yaml
+    from zoo.data.detection import DetectionData, read_yolo, write_synthetic_detection
+
+    new = write_synthetic_detection(tmp_path / "new_set", counts=(1, 1, 7), image_size=64, max_objects=2,
+                                    object_size=(24, 40), seed=5)
+    config = yaml.safe_load((new / "data.yaml").read_text())
+    names = config["names"] if isinstance(config["names"], list) else [config["names"][i] for i in
+                                                                       sorted(config["names"])]
+    (new / "test_only.yaml").write_text(yaml.safe_dump({"path": str(new), "test": config["test"], "names": names}))
+    recorded = names[::-1]  # the model's label order
+    data = DetectionData(test_root=str(new / "test_only.yaml"), class_names=recorded, image_size=64, num_workers=0)
+    data.setup("test")
+    original = read_yolo(new)[0]["test"]
+    boxes = sum(len(r.labels) for r in original)
+    assert data.evaluation_line("test") == \
+        f"data: 7 images / {boxes} boxes in {new / 'test_only.yaml'} (test only), {len(names)} classes"
+    for given, read in zip(original, data.splits["test"], strict=True):
+        assert [recorded[y] for y in read.labels] == [names[y] for y in given.labels]
+    with pytest.raises(DataError, match=r"not known to the model: .*; missing: tyre"):
+        DetectionData(test_root=str(new / "test_only.yaml"), class_names=[*names[:-1], "tyre"]).setup("test")
