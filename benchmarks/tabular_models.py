@@ -7,7 +7,11 @@ best validation checkpoint. LightGBM (benchmark-only dependency: ``pip install z
 on the same validation split. Scores: RMSE on the original scale (lower is better) for regression, accuracy
 (higher is better) for classification. Nothing is tuned per dataset: this compares default configurations.
 
-    python -m benchmarks.tabular_models [--tables diabetes breast_cancer wine digits] [--seeds 0] [--max-epochs 200]
+    python -m benchmarks.tabular_models [--tables diabetes breast_cancer wine digits] [--seeds 0 1 2]
+        [--max-epochs 200]
+
+Each deep model's seeds run as one ``zoo train MODEL --seeds 0,1,2`` group (the mean and sd come from its parent
+run); the split stays the same for every seed (``--data.seed 0``).
 
 Writes ``benchmarks/results/tabular.md``.
 """
@@ -22,14 +26,11 @@ import time
 import warnings
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from zoo.data.tabular import TabularData
 
 from benchmarks._common import load_average, write_report
-from zoo.tasks.tabular import TabularTask
 
 # Learning rate and weight decay of each card's configuration (exp/<model>/california/*-evaluation/0.toml).
 OPTIMIZERS = {
@@ -44,24 +45,38 @@ def score_name(task_type: str) -> str:
     return "rmse" if task_type == "regression" else "acc"
 
 
-def run_deep(model_id: str, table: str, seed: int, max_epochs: int, batch_size: int) -> tuple[float, float, int]:
-    """(test score, seconds, epochs) of one deep model."""
-    L.seed_everything(seed, verbose=False)
-    data = TabularData(dataset=table, batch_size=batch_size, seed=0)  # the same split for every model and seed
+def run_deep(model_id: str, table: str, seeds: list[int], max_epochs: int, batch_size: int
+             ) -> list[tuple[float, float, int]]:
+    """(test score, seconds, epochs) of each seed of one deep model, trained as one ``zoo train --seeds`` group
+    (a parent MLflow run with a child per seed, in a throw-away store); the split is the same for every seed."""
+    import contextlib
+    import io
+
+    from mlflow import MlflowClient
+
+    from zoo.cli import main as zoo
+
     lr, weight_decay = OPTIMIZERS[model_id]
-    task = TabularTask(model_id, num_classes=data.num_classes, feature_shapes=data.feature_shapes,
-                       class_names=data.class_names, target_scaling=data.target_scaling, patience=16,
-                       optimizer={"class_path": "torch.optim.AdamW",
-                                  "init_args": {"lr": lr, "weight_decay": weight_decay}})
+    old = Path.cwd()
     with tempfile.TemporaryDirectory() as folder:
-        best = ModelCheckpoint(dirpath=folder, monitor=task.monitor, mode=task.monitor_mode)
-        trainer = L.Trainer(max_epochs=max_epochs, logger=False, callbacks=[best], enable_progress_bar=False,
-                            enable_model_summary=False, accelerator="cpu", devices=1)
-        start = time.perf_counter()
-        trainer.fit(task, datamodule=data)
-        seconds = time.perf_counter() - start
-        metrics = trainer.test(task, datamodule=data, ckpt_path="best", verbose=False)[0]
-    return float(metrics[f"test/{score_name(data.task_type)}"]), seconds, trainer.current_epoch
+        os.chdir(folder)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()) as printed:
+                code = zoo(["train", model_id, "--seeds", ",".join(map(str, seeds)), "--data.dataset", table,
+                            "--data.batch_size", str(batch_size), "--data.seed", "0", "--model.patience", "16",
+                            "--trainer.max_epochs", str(max_epochs), "--optimizer.lr", str(lr),
+                            "--optimizer.weight_decay", str(weight_decay), "--trainer.enable_progress_bar", "false"])
+            if code != 0:
+                raise RuntimeError(f"zoo train {model_id} on {table} failed:\n{printed.getvalue()[-2000:]}")
+            client = MlflowClient(f"sqlite:///{Path(folder) / 'mlflow.db'}")
+            runs = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
+            children = sorted((r for r in runs if "mlflow.parentRunId" in r.data.tags),
+                              key=lambda r: int(r.data.params["seed_everything"]))
+            name = f"test/{score_name(TabularData(dataset=table, seed=0).task_type)}"
+            return [(float(c.data.metrics[name]), (c.info.end_time - c.info.start_time) / 1000,
+                     int(c.data.metrics.get("epoch", 0)) + 1) for c in children]
+        finally:
+            os.chdir(old)
 
 
 def run_lightgbm(table: str, seed: int) -> tuple[float, float, int]:
@@ -104,7 +119,7 @@ def main() -> None:
     parser.add_argument("--tables", nargs="+", default=["diabetes", "breast_cancer", "wine", "digits"])
     parser.add_argument("--models", nargs="+", default=["tabular/tabr", "tabular/tabr_s", "tabular/mlp",
                                                          "tabular/mlp_plr", "lightgbm"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -117,24 +132,26 @@ def main() -> None:
     results: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
     for table in args.tables:
         for model in args.models:
-            for seed in args.seeds:
-                run = run_lightgbm(table, seed) if model == "lightgbm" else \
-                    run_deep(model, table, seed, args.max_epochs, args.batch_size)
-                results.setdefault((table, model), []).append(run)
+            runs = [run_lightgbm(table, seed) for seed in args.seeds] if model == "lightgbm" else \
+                run_deep(model, table, args.seeds, args.max_epochs, args.batch_size)
+            results[(table, model)] = runs
+            for seed, run in zip(args.seeds, runs, strict=True):
                 print(f"{table:14s} {model:16s} seed {seed}: score {run[0]:.4f}, {run[1]:.1f} s, {run[2]} epochs"
                       "/trees", flush=True)
 
     names = [m.removeprefix("tabular/") for m in args.models]
     lines = ["# Tabular models on scikit-learn's bundled tables", "",
-             f"Test score of the best validation checkpoint (mean over seeds {args.seeds}); RMSE on the original "
-             "scale for regression (lower is better), accuracy for classification (higher is better). Same "
+             f"Test score of the best validation checkpoint, mean ± sample sd over seeds {args.seeds} (the deep "
+             "models through `zoo train MODEL --seeds ...`: one MLflow parent run per model and table); RMSE on the "
+             "original scale for regression (lower is better), accuracy for classification (higher is better). Same "
              "split for every model (seed 0: 60/20/20, stratified for classes). Deep models: the card's "
              "configuration (TabR paper, tuned on California) with its learning rate and weight decay, AdamW, "
              f"batch {args.batch_size}, early stopping with patience 16 (at most {args.max_epochs} epochs), "
              "intended weight-decay grouping. LightGBM: 0.05 learning rate, early stopping after 50 rounds.", "",
              "| table (task, train rows) | trivial | " + " | ".join(names) + " |",
              "|---|---|" + "---|" * len(names)]
-    time_lines = ["", "Training time in seconds (epochs, or trees for LightGBM), same runs:", "",
+    time_lines = ["", "Training time in seconds (epochs, or trees for LightGBM), same runs; a deep model's time is "
+                  "its whole MLflow run (training, testing, logging the model):", "",
                   "| table | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for table in args.tables:
         data = TabularData(dataset=table, seed=0)
@@ -143,7 +160,8 @@ def main() -> None:
         cells, times = [], []
         for model in args.models:
             runs = results[(table, model)]
-            cells.append(f"{statistics.mean(r[0] for r in runs):.4f}")
+            spread = f" ± {statistics.stdev(r[0] for r in runs):.4f}" if len(runs) > 1 else ""
+            cells.append(f"{statistics.mean(r[0] for r in runs):.4f}{spread}")
             times.append(f"{statistics.mean(r[1] for r in runs):.1f} ({round(statistics.mean(r[2] for r in runs))})")
         lines.append(f"| {info} | {trivial(table):.4f} | " + " | ".join(cells) + " |")
         time_lines.append(f"| {table} | " + " | ".join(times) + " |")

@@ -52,7 +52,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import lfilter
 from torch.utils.data import Dataset
 from zoo.data.base import ZooDataModule, cache_root
-from zoo.data.splits import grouped_split
+from zoo.data.splits import check_fold, random_or_fold_split
 
 from zoo.errors import DataError
 
@@ -411,6 +411,8 @@ class SepsisData(ZooDataModule):
         root: a folder of ``.psv`` patient files (``training_setA/``, ``training_setB/``, ...); None: the simulated
             cohort (written once into the cache).
         val / test: fractions of patients in the validation and test splits (by patient, stratified by outcome).
+        folds / fold: k-fold cross-validation by patient: fold ``fold`` of ``folds`` is the test part
+            (``zoo train MODEL --data.folds K`` runs every fold).
         num_patients: size of the simulated cohort (ignored with ``root``).
         batch_size / num_workers / seed: as :class:`zoo.data.base.ZooDataModule`.
         eval_batch_size: patients per validation, test and prediction batch.
@@ -430,8 +432,11 @@ class SepsisData(ZooDataModule):
     collate_fn = staticmethod(pad_patients)
 
     def __init__(self, root: str | None = None, val: float = 0.1, test: float = 0.1, num_patients: int = 1000,
-                 batch_size: int = 16, eval_batch_size: int = 64, num_workers: int | None = None, seed: int = 0):
+                 batch_size: int = 16, eval_batch_size: int = 64, num_workers: int | None = None, seed: int = 0,
+                 folds: int = 1, fold: int = 0):
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        check_fold(folds, fold)
+        self.folds, self.fold = folds, fold
         if num_patients < 20:
             raise DataError(f"--data.num_patients must be at least 20, got {num_patients}")
         self.root, self.val, self.test = root, val, test
@@ -462,7 +467,8 @@ class SepsisData(ZooDataModule):
         files = find_patient_files(self.source())
         patients = [load_patient(f) for f in files]
         septic = np.array([bool(np.nansum(p["labels"]) > 0) for p in patients])
-        split = grouped_split([p["patient"] for p in patients], self.val, self.test, seed=self.seed, stratify=septic)
+        split = random_or_fold_split(len(patients), self.val, self.test, self.seed, stratify=septic,
+                                     groups=[p["patient"] for p in patients], folds=self.folds, fold=self.fold)
         for name, index in zip(("train", "val", "test"), split, strict=True):
             self.datasets[name] = PatientDataset([patients[i] for i in index])
         train = self.datasets["train"].patients

@@ -28,7 +28,7 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from zoo.data.base import ZooDataModule, describe_files, match_class_names
-from zoo.data.splits import random_split
+from zoo.data.splits import check_fold, random_or_fold_split, random_split
 
 from zoo.errors import DataError
 
@@ -250,6 +250,8 @@ class ImageClassificationData(ZooDataModule):
         rand_augment / random_erasing: timm's RandAugment string and the random-erasing probability of
             ``augment="randaugment"``.
         val_fraction / test_fraction: split sizes when the source has no fixed validation/test split.
+        folds / fold: k-fold cross-validation of a source without a fixed test split: fold ``fold`` of ``folds``
+            (stratified by class) is the test part (``zoo train MODEL --data.folds K`` runs every fold).
         predict_path: image file or folder for ``zoo predict``.
         test_root: a class-per-folder tree that holds only evaluation images (``root/<class>/<image>``): ``zoo
             test`` and ``zoo validate`` evaluate all of it, and nothing else (``root`` is not needed then). A
@@ -280,9 +282,10 @@ class ImageClassificationData(ZooDataModule):
                  mean: tuple[float, float, float] | None = None, std: tuple[float, float, float] | None = None,
                  seed: int = 0, rand_augment: str = "rand-m9-mstd0.5-inc1", random_erasing: float = 0.25,
                  skip_bad_files: bool = False, interpolation: Interpolation | None = None,
-                 crop_pct: float | None = None, test_root: str | None = None,
+                 crop_pct: float | None = None, folds: int = 1, fold: int = 0, test_root: str | None = None,
                  class_names: list[str] | None = None):
         super().__init__(batch_size, num_workers, seed)
+        check_fold(folds, fold)
         image_size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
         mean = IMAGENET_MEAN if mean is None else mean
         std = IMAGENET_STD if std is None else std
@@ -360,7 +363,13 @@ class ImageClassificationData(ZooDataModule):
     # --- splits ---------------------------------------------------------------------------------------------
     def _split(self, n: int, labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         hp = self.hparams
-        return random_split(n, hp.val_fraction, hp.test_fraction, hp.seed, stratify=labels)
+        return random_or_fold_split(n, hp.val_fraction, hp.test_fraction, hp.seed, stratify=labels, folds=hp.folds,
+                                    fold=hp.fold)
+
+    def _refuse_folds(self, why: str) -> None:
+        if self.hparams.folds > 1:
+            raise DataError(f"--data.folds {self.hparams.folds}: {why}, so there is nothing to cross-validate; "
+                            "folds split one pool of images (a class-per-folder tree without train/val folders)")
 
     def _readable(self, paths: list[Path], labels: list[int], skip: bool | None = None
                   ) -> tuple[list[Path], list[int]]:
@@ -418,6 +427,7 @@ class ImageClassificationData(ZooDataModule):
     def _setup_folder(self, train_tf: A.Compose, eval_tf: A.Compose) -> None:
         train_dir, val_dir, test_dir = self._split_dir("train"), self._split_dir("val"), self._split_dir("test")
         if train_dir and val_dir:
+            self._refuse_folds(f"{self.root} has its own train/ and val/ folders")
             self.train_set = self._labelled_folder(train_dir, train_tf)
             for split, folder in (("val", val_dir), ("test", test_dir or val_dir)):
                 setattr(self, f"{split}_set", self._labelled_folder(folder, eval_tf))
@@ -445,6 +455,7 @@ class ImageClassificationData(ZooDataModule):
     def _setup_cifar(self, train_tf: A.Compose, eval_tf: A.Compose) -> None:
         from torchvision.datasets import CIFAR10, CIFAR100
 
+        self._refuse_folds(f"{self.source} has its own test set")
         cifar = CIFAR10 if self.source == "cifar10" else CIFAR100
         try:
             train = cifar(str(self.root), train=True, download=True)

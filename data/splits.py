@@ -5,7 +5,9 @@
   group-level label (e.g. whether the patient ever develops sepsis);
 - :func:`chronological_split`: in time order, with a gap of ``gap`` steps left out between the parts so that no
   window straddles two splits (no look-ahead; fit every statistic on ``train`` only);
-- :func:`given_split`: the split named per row by the data itself (a split column, list files).
+- :func:`given_split`: the split named per row by the data itself (a split column, list files);
+- :func:`fold_split`: fold ``fold`` of a k-fold cross-validation as the test part (optionally stratified, and by
+  group), the validation part cut from the other folds: ``zoo train MODEL --data.folds K`` runs every fold.
 
 Each returns a :class:`Split` of sorted integer index arrays into the rows.
 """
@@ -106,3 +108,61 @@ def given_split(names: Sequence[str], source: str = "the split column") -> Split
         raise DataError(f"{source} holds {', '.join(map(repr, unknown[:5]))}; expected train, val (valid) or test")
     parts = np.array([SPLIT_NAMES[name] for name in lowered])
     return Split(*(np.flatnonzero(parts == part) for part in ("train", "val", "test")))
+
+
+def check_fold(folds: int, fold: int) -> None:
+    """``--data.folds`` at least 1 (1: no cross-validation) and ``--data.fold`` one of its folds."""
+    if folds < 1:
+        raise DataError(f"--data.folds must be at least 1 (1: one random split, no cross-validation), got {folds}")
+    if folds > 1 and not 0 <= fold < folds:
+        raise DataError(f"--data.fold must be in 0..{folds - 1} for --data.folds {folds}, got {fold}")
+
+
+def fold_split(n: int, folds: int, fold: int, val: float, seed: int = 0, stratify: Sequence | None = None,
+               groups: Sequence | None = None) -> Split:
+    """Fold ``fold`` of a seeded ``folds``-fold partition of ``n`` rows is the test part; the validation part is
+    cut from the other folds (``val`` of all rows, stratified like the folds), the rest trains. Every row is
+    tested in exactly one fold.
+
+    Args:
+        stratify: (N,) label to stratify the folds by (classes, survival events).
+        groups: (N,) group id of each row (patient): whole groups go to one part, and ``stratify`` must then be
+            constant within a group.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    check_fold(folds, fold)
+    if folds == 1:
+        raise DataError("fold_split needs --data.folds of at least 2")
+    if groups is not None:
+        names, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+        group_labels = None
+        if stratify is not None:
+            labels = np.asarray(stratify)
+            group_labels = labels[first]
+            if not np.array_equal(labels, group_labels[inverse]):
+                raise DataError("the stratification label must be the same for every row of a group")
+        parts = fold_split(len(names), folds, fold, val, seed, group_labels)
+        return Split(*(np.flatnonzero(np.isin(inverse, part)) for part in parts))
+    if n < folds:
+        raise DataError(f"{n} rows are too few for {folds} folds")
+    labels = None if stratify is None else np.asarray(stratify)
+    index = np.arange(n)
+    stratified = labels is not None and np.unique(labels, return_counts=True)[1].min() >= folds
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed) if stratified else \
+        KFold(folds, shuffle=True, random_state=seed)
+    rest, test_idx = list(splitter.split(index, labels if stratified else None))[fold]
+    share = min(val / (1 - 1 / folds), 0.5) if val else 0.0
+    inner_train, inner_val = _two_way(rest, share, seed, None if labels is None else labels[rest])
+    return Split(np.sort(inner_train), np.sort(inner_val), np.sort(test_idx))
+
+
+def random_or_fold_split(n: int, val: float, test: float, seed: int = 0, stratify: Sequence | None = None,
+                         groups: Sequence | None = None, folds: int = 1, fold: int = 0) -> Split:
+    """:func:`fold_split` when ``folds`` > 1, else the random (grouped when ``groups``) split with ``test``."""
+    check_fold(folds, fold)
+    if folds > 1:
+        return fold_split(n, folds, fold, val, seed, stratify, groups)
+    if groups is not None:
+        return grouped_split(groups, val, test, seed, stratify)
+    return random_split(n, val, test, seed, stratify)

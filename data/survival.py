@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 from zoo.data.base import ZooDataModule, cache_root
-from zoo.data.splits import Split, random_split
+from zoo.data.splits import Split, random_or_fold_split
 
 from zoo.errors import DataError
 
@@ -63,18 +63,6 @@ def check_survival(time: pd.Series, event: pd.Series, source: str) -> tuple[np.n
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"{source}: row {row + 1}: event {_shown(event.iloc[row])} is not 0 or 1")
     return t.to_numpy(np.float32), e.to_numpy(np.float32)
-
-
-def _split(event: np.ndarray, val: float, test: float, seed: int, folds: int, fold: int) -> Split:
-    if folds <= 1:
-        return random_split(len(event), val, test, seed, stratify=event)
-    if not 0 <= fold < folds:
-        raise DataError(f"--data.fold must be in 0..{folds - 1}, got {fold}")
-    from sklearn.model_selection import StratifiedKFold
-
-    rest, test_idx = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(event, event))[fold]
-    inner = random_split(len(rest), val / (1 - 1 / folds), 0.0, seed, stratify=event[rest])
-    return Split(np.sort(rest[inner.train]), np.sort(rest[inner.val]), np.sort(test_idx))
 
 
 def default_horizons(time: np.ndarray, event: np.ndarray) -> list[float]:
@@ -182,7 +170,7 @@ class SurvivalTableData(_SurvivalBase):
             row = int(np.flatnonzero(features.isna().any(axis=1).to_numpy())[0])
             raise DataError(f"{path}: row {row + 1}: missing covariate values")
         x = features.to_numpy(np.float32)
-        split = _split(event, val, test, seed, folds, fold)
+        split = random_or_fold_split(len(event), val, test, seed, event, folds=folds, fold=fold)
         mean, std = x[split.train].mean(0), x[split.train].std(0) + 1e-6  # training part only
         self.feature_names = list(features.columns)
         self.scaler = {"mean": mean.tolist(), "std": std.tolist()}
@@ -281,7 +269,7 @@ class MultimodalSurvivalData(_SurvivalBase):
         else:
             self.source = str(root)
         ids, features, genes, clinical, time, event = read_multimodal(Path(root), max_patches=max_patches)
-        split = _split(event, val, test, seed, folds, fold)
+        split = random_or_fold_split(len(event), val, test, seed, event, folds=folds, fold=fold)
         train_patches = np.concatenate([features[i] for i in split.train])
         p_mean, p_std = train_patches.mean(0), train_patches.std(0) + 1e-6  # training part only
         g_mean, g_std = genes[split.train].mean(0), genes[split.train].std(0) + 1e-6

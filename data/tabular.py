@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 import torch
 from zoo.data.base import ZooDataModule
+from zoo.data.splits import check_fold
 from zoo.data.tabular_io import (
     SPLITS,
     TABLE_SUFFIXES,
@@ -85,6 +86,8 @@ class TabularData(ZooDataModule):
         split_column: a column holding train/val/test for each row (fixed splits in one file).
         val_path / test_path: fixed validation / test tables with the same columns.
         val_fraction / test_fraction: random split sizes when there are no fixed splits.
+        folds / fold: k-fold cross-validation of one table: fold ``fold`` of ``folds`` (stratified by class) is the
+            test part (``zoo train MODEL --data.folds K`` runs every fold).
         num_policy: "quantile" (the paper's), "standard" or "none".
         batch_size / eval_batch_size: rows per training / evaluation batch (every row is kept: no partial
             training batch is dropped).
@@ -105,8 +108,10 @@ class TabularData(ZooDataModule):
                  drop_columns: list[str] | None = None, split_column: str | None = None,
                  val_path: str | None = None, test_path: str | None = None, val_fraction: float = 0.2,
                  test_fraction: float = 0.2, num_policy: NumPolicy = "quantile", batch_size: int = 256,
-                 eval_batch_size: int = 1024, num_workers: int = 0, seed: int = 0, schema: dict | None = None):
+                 eval_batch_size: int = 1024, num_workers: int = 0, seed: int = 0, schema: dict | None = None,
+                 folds: int = 1, fold: int = 0):
         super().__init__(batch_size, num_workers, seed)
+        check_fold(folds, fold)
         self.save_hyperparameters()
         self.eval_batch_size = eval_batch_size
         self._frames: dict[str, pd.DataFrame] | None = None  # "train", "val", "test", once read
@@ -158,7 +163,7 @@ class TabularData(ZooDataModule):
         table = read_splits(path=hp.path, target=hp.target, dataset=hp.dataset, task_type=hp.task_type,
                             split_column=hp.split_column, val_path=hp.val_path, test_path=hp.test_path,
                             val_fraction=hp.val_fraction, test_fraction=hp.test_fraction,
-                            drop_columns=hp.drop_columns, seed=hp.seed)
+                            drop_columns=hp.drop_columns, seed=hp.seed, folds=hp.folds, fold=hp.fold)
         self._frames, self._sources = table.frames, table.sources
         return table
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from zoo.data.splits import given_split, random_split
+from zoo.data.splits import fold_split, given_split, random_split
 from zoo.data.tabular_schema import TaskType, target_task
 
 from zoo.errors import DataError
@@ -205,10 +205,18 @@ def _cut(frame: pd.DataFrame, fraction: float, seed: int, table: TableSplits, so
 
 
 def _split_one_frame(frame: pd.DataFrame, table: TableSplits, split_column: str | None, val_fraction: float,
-                     test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
-    """One frame into train/val/test: by its split column (validation cut from training when it names none), or
-    at random: the test part first, then the validation part of the rest."""
+                     test_fraction: float, seed: int, folds: int = 1, fold: int = 0) -> dict[str, pd.DataFrame]:
+    """One frame into train/val/test: by its split column (validation cut from training when it names none), by
+    fold ``fold`` of ``folds`` (k-fold cross-validation, stratified by class), or at random: the test part first,
+    then the validation part of the rest."""
     source = table.sources["train"]
+    if folds > 1:
+        if split_column:
+            raise DataError(f"--data.folds {folds}: {source} is split by its column {split_column!r}; folds split "
+                            "one table without a split column")
+        labels = _stratify(frame, table.target, table.task_hint)
+        split = fold_split(len(frame), folds, fold, val_fraction, seed, stratify=labels)
+        return {s: frame.iloc[rows] for s, rows in zip(SPLITS, split, strict=True)}
     if split_column:
         if split_column not in frame.columns:
             raise DataError(f"{source}: no split column {split_column!r}; columns: {', '.join(frame.columns)}")
@@ -225,15 +233,18 @@ def _split_one_frame(frame: pd.DataFrame, table: TableSplits, split_column: str 
 def read_splits(*, path: str | None, target: str | None, dataset: str, task_type: TaskType = "auto",
                 split_column: str | None = None, val_path: str | None = None, test_path: str | None = None,
                 val_fraction: float = 0.2, test_fraction: float = 0.2, drop_columns: Sequence[str] | None = None,
-                seed: int = 0) -> TableSplits:
+                seed: int = 0, folds: int = 1, fold: int = 0) -> TableSplits:
     """Read the source (``path``: a table file or a benchmark directory; None: the bundled ``dataset``) and split
     it into train/val/test (the arguments are those of ``TabularData``). Empty train or val splits, and a test
     file without rows, raise DataError."""
     read, table = _read_source(path, target, dataset, task_type, val_path, test_path)
     if isinstance(read, pd.DataFrame):
         _check_target(read, table.target, table.sources["train"])
-        frames = _split_one_frame(read, table, split_column, val_fraction, test_fraction, seed)
+        frames = _split_one_frame(read, table, split_column, val_fraction, test_fraction, seed, folds, fold)
     else:
+        if folds > 1:
+            raise DataError(f"--data.folds {folds}: {table.sources['train']} comes with its own splits "
+                            f"({', '.join(read)}); folds split one table (--data.path FILE)")
         for split, frame in read.items():
             _check_target(frame, table.target, table.sources[split])
         frames = dict(read)

@@ -192,3 +192,47 @@ def readme_figures():
         return tuple(float(g) for g in found.groups())
 
     return figures
+
+
+class TrainedGroup:
+    """`zoo train medical/deepsurv --data.folds 3` on lifelines' Rossi cohort (432 real patients): one parent run
+    with a child per fold, run once per test session."""
+
+    def __init__(self, root, output, exit_code):
+        from mlflow import MlflowClient
+
+        self.root, self.output, self.exit_code = root, output, exit_code
+        self.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+        self.client = MlflowClient(self.tracking_uri)
+        runs = self.client.search_runs([self.client.get_experiment_by_name("zoo").experiment_id])
+        (self.parent,) = [r for r in runs if r.data.tags.get("zoo.run_type") == "group"]
+        self.children = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == self.parent.info.run_id),
+                               key=lambda r: r.data.tags["zoo.member"])
+
+
+@pytest.fixture(scope="session")
+def trained_group(tmp_path_factory):
+    import contextlib
+    import io
+
+    from zoo.cli import main
+
+    root = tmp_path_factory.mktemp("trained_group")
+    old_cwd, old_uri = os.getcwd(), os.environ.pop("MLFLOW_TRACKING_URI", None)
+    old_cache = os.environ.get("ZOO_CACHE")
+    os.environ["ZOO_CACHE"] = str(root / "cache")
+    os.chdir(root)
+    output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(output):
+            code = main(["train", "medical/deepsurv", "--data.dataset", "rossi", "--data.folds", "3",
+                         "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false"])
+    finally:
+        os.chdir(old_cwd)
+        if old_uri is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = old_uri
+        if old_cache is None:
+            os.environ.pop("ZOO_CACHE", None)
+        else:
+            os.environ["ZOO_CACHE"] = old_cache
+    return TrainedGroup(root, output.getvalue(), code)

@@ -95,3 +95,35 @@ def test_zoo_ui_links_the_experiment_as_model_training_with_its_runs(ui, tmp_pat
     assert "Model registry" in text and "Token Usage" not in text
     assert "1 matching run" in text
     assert re.search(r"eca_resnet18-train-\d{8}-\d{6}-\w{4} .*ImageClassificationData \([0-9a-f]{8}\)", text)
+
+
+@pytest.fixture(scope="module")
+def group_ui(trained_group, tmp_path_factory, loopback):
+    """`zoo ui` serving the store of a `--data.folds 3` group; yields (base URL, the parent's printed link)."""
+    assert trained_group.exit_code == 0, trained_group.output[-2000:]
+    port = loopback.free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    log = tmp_path_factory.mktemp("group-ui") / "ui.log"
+    server = loopback.start([sys.executable, "-m", "zoo.cli", "ui", "--port", str(port)], port, log,
+                            cwd=trained_group.root, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        printed = re.findall(r"open it: +zoo ui +then +(\S+)", trained_group.output)[-1]  # the parent's, printed last
+        yield base, printed.replace("http://127.0.0.1:5000", base)
+    finally:
+        loopback.stop(server)
+
+
+def test_the_group_parent_lists_its_children_folded_under_it(group_ui, trained_group, tmp_path, screenshots):
+    _, parent_link = group_ui
+    runs_link = re.sub(r"/runs/\w+\?", "/runs?", parent_link)
+    parent = trained_group.parent.info.run_id
+    page, text = rendered(runs_link, tmp_path, screenshots / "group.png", wait_for=parent)
+    assert "4 matching runs" in text  # the parent and its three folds
+    top_rows = re.findall(r'ag-row-level-0[^>]*row-id="(\w+)"', page)
+    assert set(top_rows) == {parent}  # the children are not top-level rows: they are nested under the parent
+    row = page[page.index(f'row-id="{parent}"'):]
+    assert re.search(r"runnamecellrenderer[^>]*>\s*<span[^>]*><svg[^>]*><path[^>]*d=\"M7\.25 7\.25V4\.5", row[:3000])
+    assert not any(c.data.tags["mlflow.runName"] in text for c in trained_group.children)  # folded until opened
+    _, text = rendered(parent_link, tmp_path)
+    assert re.search(r"test/c_index_mean 0\.\d+", text) and "test/c_index_sd" in text

@@ -21,13 +21,13 @@ import itertools
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from zoo.errors import RunStoppedError, ZooError
+from zoo.resume import resume_args, run_name, write_temp_yaml
 
 COMMANDS = ("list", "info", "train", "validate", "test", "predict", "explain", "export", "ui")
 
@@ -117,82 +117,6 @@ def cmd_ui(host: str, port: int) -> int:
 
 
 # --- training and evaluation ------------------------------------------------------------------------------------
-def _write_temp_yaml(config: dict[str, Any]) -> str:
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="zoo-", delete=False) as handle:
-        yaml.safe_dump(config, handle, sort_keys=False)
-    return handle.name
-
-
-def _find_run_to_resume(model_id: str, run_id: str | None):
-    """The run ``--resume`` continues: the one named, or the latest *training* run of the model (evaluation and
-    prediction runs are tagged ``zoo.run_type`` and never picked)."""
-    from mlflow import MlflowClient
-
-    from zoo.store import default_tracking_uri
-
-    client = MlflowClient(default_tracking_uri())
-    if run_id:
-        try:
-            return client.get_run(run_id)
-        except Exception as err:
-            raise ZooError(f"no MLflow run {run_id} in {default_tracking_uri()}: {err}") from None
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, f"tags.`zoo.model_id` = '{model_id}'", order_by=["start_time DESC"],
-                              max_results=50) if experiments else []
-    runs = [r for r in runs if r.data.tags.get("zoo.run_type", "train") == "train"]
-    if not runs:
-        raise ZooError(f"no earlier training run of {model_id} in {default_tracking_uri()} to resume")
-    return runs[0]
-
-
-def _run_name(model_id: str, command: str) -> str:
-    """A readable, unique run name: model, command, time and a random suffix (MLflow's own generator is seeded by
-    the run's seed, so every run got the same name)."""
-    import datetime
-    import secrets
-
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"{model_id.rsplit('/', 1)[-1]}-{command}-{stamp}-{secrets.token_hex(2)}"
-
-
-def _resume_args(model_id: str, run_id: str | None, extra_args: list[str]) -> tuple[list[str], str]:
-    """Flags that continue an earlier run (its config, the same MLflow run) and its last checkpoint."""
-    import mlflow
-
-    from zoo.checkpointing import CHECKPOINT_EVERY_ENV, DEFAULT_CHECKPOINT_EVERY_S
-    from zoo.store import default_tracking_uri, local_path
-    from zoo.tracking import CHECKPOINT_ARTIFACT_DIR
-
-    run = _find_run_to_resume(model_id, run_id)
-    run_id = run.info.run_id
-    if run.info.status == "FINISHED" and not any(a.startswith("--trainer.max_epochs") for a in extra_args):
-        raise ZooError(f"run {run_id} of {model_id} has finished all its epochs; to train it longer, resume it "
-                       f"with more: zoo train {model_id} --resume {run_id} --trainer.max_epochs MORE")
-    artifacts = local_path(run.info.artifact_uri)
-    candidates = [Path.cwd() / "runs" / run_id / CHECKPOINT_ARTIFACT_DIR / "last.ckpt"]
-    if artifacts is not None:
-        candidates.insert(0, artifacts / CHECKPOINT_ARTIFACT_DIR / "last.ckpt")
-    last = next((p for p in candidates if p.is_file()), None)
-    mlflow.set_tracking_uri(default_tracking_uri())
-    if last is None:
-        try:
-            last = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{CHECKPOINT_ARTIFACT_DIR}/last.ckpt"))
-        except Exception as err:
-            raise ZooError(f"run {run_id} has no last.ckpt to resume from (was it killed before its first "
-                           "checkpoint was written? A run writes it at an epoch end at most once every "
-                           f"{CHECKPOINT_EVERY_ENV} seconds, {DEFAULT_CHECKPOINT_EVERY_S:g} by default): {err}") \
-                from None
-    try:
-        config = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/config.yaml")
-    except Exception:
-        from zoo.checkpoints import read_checkpoint
-
-        config = _write_temp_yaml(read_checkpoint(last).config())
-    print(f"resuming MLflow run {run_id} from {last}")
-    return ["--config", str(config), "--trainer.logger.init_args.run_id", run_id, "--model.pretrained", "null"], \
-        str(last)
-
-
 def _recipe_args(model_id: str, recipe: str | None) -> list[str]:
     from zoo.registry import get_entry
 
@@ -306,6 +230,8 @@ def cmd_lightning(command: str, argv: list[str]) -> int:
     parser.add_argument("--resume", nargs="?", const="latest")
     parser.add_argument("--ckpt")
     parser.add_argument("--output")
+    parser.add_argument("--seeds")
+    parser.add_argument("--resplit", action="store_true")
     known, rest = parser.parse_known_args(argv[1:] if model_id else argv)
     if model_id is None and known.ckpt is None:
         model_id = _model_id_from_configs(rest)
@@ -320,6 +246,12 @@ def cmd_lightning(command: str, argv: list[str]) -> int:
 
     if model_id and any(a in ("-h", "--help") for a in rest):
         print(model_help(command, model_id, known.recipe))
+    if command == "train" and not known.ckpt and not any(a in ("-h", "--help", "--print_config") for a in rest):
+        grouped = _train_group(model_id, known, rest)
+        if grouped is not None:
+            return grouped
+    elif known.seeds or known.resplit:
+        raise ZooError(f"--seeds and --resplit are flags of zoo train, not of zoo {command}")
     args: list[str] = []
     resume_from, checkpoint = None, None
     if known.ckpt:
@@ -330,24 +262,46 @@ def cmd_lightning(command: str, argv: list[str]) -> int:
             raise ZooError(f"{known.ckpt} is a checkpoint of {checkpoint.model_id}, not {model_id}")
         model_id = checkpoint.model_id
         args += _recipe_args(model_id, known.recipe)
-        args += ["--config", _write_temp_yaml(checkpoint.config())]
+        args += ["--config", write_temp_yaml(checkpoint.config())]
         if command == "train":
             resume_from = known.ckpt
     elif model_id:
         args += _recipe_args(model_id, known.recipe)  # an unknown id fails here, with suggestions
         if known.resume:
-            resume_args, resume_from = _resume_args(model_id, None if known.resume == "latest" else known.resume,
-                                                    rest)
-            args += resume_args
+            flags, resume_from = resume_args(model_id, None if known.resume == "latest" else known.resume, rest)
+            args += flags
         args += ["--model.model", model_id]
     if not known.resume:
-        args += ["--trainer.logger.init_args.run_name", _run_name(model_id, command),
+        args += ["--trainer.logger.init_args.run_name", run_name(model_id, command),
                  "--trainer.logger.init_args.tags", json.dumps({"zoo.run_type": command})]
     from zoo.runner import run_lightning
     from zoo.tasks.registry import task_class_of
 
     return run_lightning(command, task_class_of(model_id), args + rest, resume_from=resume_from, checkpoint=checkpoint,
-                         predictions=known.output)
+                         predictions=known.output).exit_code
+
+
+def _train_group(model_id: str, known: argparse.Namespace, rest: list[str]) -> int | None:
+    """``zoo train`` of several runs (``--seeds``, ``--data.folds K``) or the continuation of such a group
+    (``--resume GROUP_RUN``); None when the command is one ordinary run."""
+    from zoo.groups import find_group, group_members, resume_group, run_group
+    from zoo.tasks.registry import task_class_of
+
+    members = group_members(known.seeds, rest, known.resplit)
+    parent = None
+    if known.resume and (members is not None or known.resume != "latest"):
+        parent = find_group(model_id, None if known.resume == "latest" else known.resume)
+        if parent is None and members is not None:
+            raise ZooError(f"run {known.resume} is not a group (a --seeds or --data.folds run): resume it alone "
+                           f"with zoo train {model_id} --resume {known.resume}")
+    if parent is not None:
+        model_id, recipe, user_args, members, parent_id = resume_group(parent)
+        base_args = [*_recipe_args(model_id, recipe), "--model.model", model_id, *user_args]
+        return run_group(model_id, task_class_of(model_id), base_args, members, user_args, recipe, parent_id)
+    if members is None:
+        return None
+    base_args = [*_recipe_args(model_id, known.recipe), "--model.model", model_id, *rest]
+    return run_group(model_id, task_class_of(model_id), base_args, members, rest, known.recipe)
 
 
 def cmd_explain(argv: list[str]) -> int:

@@ -8,6 +8,7 @@ import itertools
 import re
 import sys
 from argparse import ArgumentError
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -318,8 +319,19 @@ def check_training_length(trainer: L.Trainer) -> None:
         raise ZooError(f"--trainer.max_steps must be at least 1 (or -1 for no limit), got {steps}")
 
 
+@dataclass
+class RunOutcome:
+    """What a command left: its exit code, and for training the MLflow run, the test metrics of the best
+    checkpoint and the checkpoint files (``best`` / ``last``)."""
+
+    exit_code: int
+    run_id: str | None = None
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    checkpoints: dict[str, str] = field(default_factory=dict)
+
+
 def run_lightning(command: str, task_class: type[ZooTask], args: list[str], resume_from: str | None = None,
-                  checkpoint: TrainedCheckpoint | None = None, predictions: str | None = None) -> int:
+                  checkpoint: TrainedCheckpoint | None = None, predictions: str | None = None) -> RunOutcome:
     """Build the task, data and trainer from ``args`` (LightningCLI flags) and run ``command``.
 
     Args:
@@ -343,13 +355,14 @@ def run_lightning(command: str, task_class: type[ZooTask], args: list[str], resu
             trainer.strategy.checkpoint_io.add_read(checkpoint.path, checkpoint.content)
             ckpt_path = str(checkpoint.path)
         getattr(trainer, command)(task, datamodule=datamodule, ckpt_path=ckpt_path)
-        return 0
+        return RunOutcome(0)
     logger = mlflow_logger(trainer)
     if trainer.world_size > 1 and logger is not None:
         _ = logger.run_id  # the run exists before ddp_spawn copies the logger: every process logs into it
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)  # no pickled code runs
+    run_id = logger.run_id if logger is not None and logger.started else None
     if trainer.interrupted:
-        return 1
+        return RunOutcome(1, run_id)
     checkpoints = run_checkpoints(trainer)  # read now: testing the best checkpoint restores its older state
     test_metrics: dict[str, Any] = {}
     has_test_split = datamodule.has_test_split if isinstance(datamodule, ZooData) else True
@@ -358,4 +371,4 @@ def run_lightning(command: str, task_class: type[ZooTask], args: list[str], resu
         test_metrics = results[0] if results else {}
     if trainer.is_global_zero:
         print_summary(cli, checkpoints, test_metrics)
-    return 0
+    return RunOutcome(0, run_id, {k: float(v) for k, v in test_metrics.items()}, dict(checkpoints))

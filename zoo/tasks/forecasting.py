@@ -35,6 +35,7 @@ from typing_extensions import override
 
 from zoo.data.contracts import ForecastWindows
 from zoo.tasks.base import ZooTask, write_csv
+from zoo.tasks.gathering import gather_from_ranks
 from zoo.tasks.registry import register_task
 
 LOSSES = ("mse", "mae", "huber")
@@ -275,6 +276,9 @@ class ForecastingTask(ZooTask):
 
     def _stage_arrays(self, stage: str) -> dict[str, np.ndarray]:
         store, self.outputs[stage] = self.outputs[stage], {}
+        if self.trainer.world_size > 1:
+            parts = gather_from_ranks([{name: np.concatenate(p) for name, p in store.items()}], self.trainer.world_size)
+            store = {name: [part[name] for part in parts if name in part] for name in {n for p in parts for n in p}}
         return {name: np.concatenate(parts) for name, parts in store.items()}
 
     @override
@@ -289,7 +293,7 @@ class ForecastingTask(ZooTask):
             if len(series) != len(arrays["forecast"]):  # a limited number of batches
                 series = times = None
         metrics, curves = self.evaluate(arrays["forecast"], arrays["actual"], arrays["history"], series)
-        self.log_dict({f"{stage}/{k}": float(v) for k, v in metrics.items()})
+        self.log_dict({f"{stage}/{k}": float(v) for k, v in metrics.items()}, sync_dist=True)  # gathered
         if stage == "test" or (stage == "val" and self.current_epoch == self.trainer.max_epochs - 1):
             names = self.hparams.target_names or [f"target {i}" for i in range(self.hparams.targets)]
             self.log_figure(lambda: forecast_figure(arrays, series, times, names[0], metrics),

@@ -35,6 +35,7 @@ from typing_extensions import override
 from zoo.data.contracts import NormalisedSequences
 from zoo.errors import ZooError
 from zoo.tasks.base import ZooTask
+from zoo.tasks.gathering import gather_from_ranks
 from zoo.tasks.registry import register_task
 
 # the challenge's constants (evaluate_sepsis_score.py)
@@ -234,8 +235,9 @@ class SequenceLabellingTask(ZooTask):
         outputs, self.outputs[stage] = self.outputs[stage], []
         if self.trainer.sanity_checking:
             return
+        outputs = gather_from_ranks(outputs, self.trainer.world_size)
         metrics = self.evaluate(outputs, choose_threshold=stage == "val")
-        self.log_dict({f"{stage}/{k}": float(v) for k, v in metrics.items()})
+        self.log_dict({f"{stage}/{k}": float(v) for k, v in metrics.items()}, sync_dist=True)  # same on every process
         if stage == "test" or (stage == "val" and self.current_epoch == self.trainer.max_epochs - 1):
             self.log_figure(lambda: evaluation_figure(outputs, self.threshold), f"plots/{stage}_sepsis.png")
 

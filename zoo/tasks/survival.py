@@ -38,6 +38,7 @@ from typing_extensions import override
 from zoo.data.contracts import SurvivalCohort
 from zoo.tasks import survival_metrics as sm
 from zoo.tasks.base import ZooTask, write_csv
+from zoo.tasks.gathering import gather_from_ranks
 from zoo.tasks.registry import register_task
 
 
@@ -239,7 +240,10 @@ class SurvivalTask(ZooTask):
     @override
     def end_of_epoch(self, stage: str) -> None:
         outputs, self.outputs[stage] = self.outputs[stage], []
-        if self.trainer.sanity_checking or not outputs:
+        if self.trainer.sanity_checking:
+            return
+        outputs = gather_from_ranks(outputs, self.trainer.world_size)
+        if not outputs:
             return
         risk, time, event = (np.concatenate([o[k] for o in outputs]).astype(np.float64)
                              for k in ("risk", "time", "event"))
@@ -254,8 +258,9 @@ class SurvivalTask(ZooTask):
                                         self.horizons, self.threshold)
         else:
             metrics["c_index"] = sm.harrell_c(time, event, risk)
-        self.log(f"{stage}/c_index", metrics.pop("c_index"), prog_bar=True)
-        self.log_dict({f"{stage}/{k}": float(v) for k, v in metrics.items()})
+        # every process holds the same gathered value: sync_dist only tells Lightning so
+        self.log(f"{stage}/c_index", metrics.pop("c_index"), prog_bar=True, sync_dist=True)
+        self.log_dict({f"{stage}/{k}": float(v) for k, v in metrics.items()}, sync_dist=True)
         if stage == "test" or (stage == "val" and self.current_epoch == self.trainer.max_epochs - 1):
             high = risk > self.threshold
             self.log_figure(lambda: kaplan_meier_figure(time, event, high, f"{stage}: predicted risk groups"),
