@@ -40,7 +40,7 @@ import torch
 import torchaudio
 from torch import nn
 from torch.utils.data import Dataset
-from zoo.data.base import ZooDataModule
+from zoo.data.base import ZooDataModule, describe_files, match_class_names
 from zoo.data.splits import random_split
 from zoo.data.spoken_words import TAKES_PER_WORD, ESpeak, spoken_words  # noqa: F401  (ESpeak: re-exported)
 
@@ -303,6 +303,12 @@ class AudioData(ZooDataModule):
         preload: compute every fbank once at setup (default when there are at most 20,000 clips).
         words_per_class / words_augment: without ``root``, the embedded spoken-word set's takes per word and whether
             they get a microphone band, room and noise (zoo.data.spoken_words).
+        test_root: a folder that holds only evaluation clips (``test_root/<class>/<clip>``; any clips when
+            unlabelled): ``zoo test`` and ``zoo validate`` evaluate all of it and read nothing else (no ``root``
+            needed), normalised with the recorded ``mean`` / ``std``.
+        predict_path: an audio file or a folder of clips for ``zoo predict``.
+        class_names: the classes in label order; None reads them from the data (a checkpoint records them, so
+            that new clips are matched to the model's classes by name).
     """
 
     def __init__(self, root: str | None = None, format: Format = "auto", labelled: bool = True,
@@ -312,20 +318,31 @@ class AudioData(ZooDataModule):
                  val_fold: int | None = 4, test_fold: int = 5, train_json: str | None = None,
                  val_json: str | None = None, test_json: str | None = None, label_csv: str | None = None,
                  preload: bool | None = None, words_per_class: int = TAKES_PER_WORD, words_augment: bool = True,
-                 batch_size: int = 32, num_workers: int | None = None, seed: int = 0):
+                 batch_size: int = 32, num_workers: int | None = None, seed: int = 0,
+                 test_root: str | None = None, predict_path: str | None = None,
+                 class_names: list[str] | None = None):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
         if num_frames < 1 or num_mel_bins < 1:
             raise DataError(f"num_frames and num_mel_bins must be positive, got {num_frames} and {num_mel_bins}")
+        self.test_root = Path(test_root).expanduser() if test_root else None
+        if self.test_root is not None and not self.test_root.is_dir():
+            raise DataError(f"--data.test_root {self.test_root} is not a folder (expected "
+                            f"{self.test_root}/<class name>/<audio files>)")
         self.embedded = root is None and format in ("auto", "folder", "unlabelled") and train_json is None
-        if self.embedded:
+        # with the classes recorded, the spoken-word set is written only when its clips are read (not to test a
+        # test-only folder or to predict new clips)
+        if self.embedded and not (class_names or not labelled):
             self.root = spoken_words(takes_per_word=words_per_class, augment=words_augment)
         else:
             self.root = Path(root).expanduser() if root else None
         self.format = self._detect(format)
-        self.class_names = self._class_names()
+        self.class_names = list(class_names) if class_names else self._class_names()
         self.num_classes = len(self.class_names) if self.class_names else None
+        self.hparams.class_names = self.class_names  # kept with the run: new clips are matched by name
         self.in_memory = True
+        self.predict_paths: list[Path] = []
+        self.evaluation_folder: Path | None = None  # set up from a test-only folder
 
     def _detect(self, format: str) -> str:
         if format != "auto":
@@ -334,6 +351,8 @@ class AudioData(ZooDataModule):
             return format
         if self.hparams.train_json:
             return "audioset"
+        if self.root is None:  # a test-only folder, evaluated with the recorded classes
+            return "folder" if self.hparams.labelled else "unlabelled"
         if (self.root / "meta" / "esc50.csv").is_file():
             return "esc50"
         if (self.root / "validation_list.txt").is_file() and (self.root / "testing_list.txt").is_file():
@@ -350,10 +369,12 @@ class AudioData(ZooDataModule):
             return names
         if self.format == "esc50":
             return read_esc50(self.root, self.hparams.val_fold, self.hparams.test_fold)[0]
-        return scan_class_folders(self.root)[0]
+        return scan_class_folders(self.root or self.test_root)[0]
 
     def _parts(self) -> dict[str, tuple[list[Path], Sequence | torch.Tensor | None]]:
         hp = self.hparams
+        if self.root is None and self.embedded:
+            self.root = spoken_words(takes_per_word=hp.words_per_class, augment=hp.words_augment)
         if self.format == "speech_commands":
             return read_speech_commands(self.root)[1]
         if self.format == "esc50":
@@ -377,8 +398,51 @@ class AudioData(ZooDataModule):
         return {k: ([files[i] for i in idx], [labels[i] for i in idx])
                 for k, idx in zip(("train", "val", "test"), split, strict=True)}
 
+    def _front_end(self) -> KaldiFbank:
+        """The front end normalised with the recorded statistics (evaluation and prediction of new clips)."""
+        hp = self.hparams
+        if hp.mean is None or hp.std is None:
+            raise DataError("new clips are normalised with the training part's fbank statistics, which are not "
+                            "known here: give the checkpoint's (--data.mean, --data.std) or train first")
+        self.mean, self.std = hp.mean, hp.std
+        return KaldiFbank(hp.num_frames, hp.num_mel_bins, hp.mean, hp.std, hp.sample_rate)
+
+    def _setup_new_clips(self, stage: str) -> None:
+        """The clips of ``predict_path`` (stage "predict") or of the test-only ``test_root``, and nothing else."""
+        hp = self.hparams
+        front = self._front_end()
+        if stage == "predict":
+            if not hp.predict_path:
+                raise DataError("zoo predict needs --data.predict_path (an audio file or a folder of clips)")
+            path = Path(hp.predict_path).expanduser()
+            self.predict_paths = [path] if path.is_file() else list_audio(path)
+            self.predict_set = FbankClips(self.predict_paths, None, front, hp.sample_rate, hp.resample)
+            return
+        labelled = hp.labelled and self.format != "unlabelled"
+        if labelled:
+            classes, files, labels = scan_class_folders(self.test_root)
+            index = match_class_names(classes, self.class_names, str(self.test_root))
+            targets: list[int] | None = [index[y] for y in labels]
+        else:
+            files, targets = list_audio(self.test_root), None
+        self.evaluation_folder = self.test_root
+        self.val_set = self.test_set = FbankClips(files, targets, front, hp.sample_rate, hp.resample)
+
+    def evaluation_line(self, split: str) -> str:
+        """"data: 5 clips in my_clips/ (test only), 10 classes", the clips to predict, or the run's own split."""
+        if split == "predict":
+            return f"data: {len(self.predict_paths)} clips to predict in {describe_files(self.predict_paths)}"
+        if self.evaluation_folder is not None:
+            classes = f", {self.num_classes} classes" if self.num_classes else ""
+            return (f"data: {len(self.split_dataset(split))} clips in {self.evaluation_folder}/ (test only)"
+                    f"{classes}")
+        return super().evaluation_line(split).replace(" examples", " clips")
+
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
+        if stage == "predict" or (stage in ("test", "validate") and self.test_root is not None):
+            self._setup_new_clips(stage)
+            return
         parts = self._parts()
         if not parts["train"][0] and stage in (None, "fit"):
             raise DataError(f"no training clips in {self.root or hp.train_json}")

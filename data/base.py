@@ -21,8 +21,8 @@ from zoo.data.sampling import EpochSampler, epoch_seed, run_seed
 
 from zoo.errors import DataError
 
-__all__ = ["EpochSampler", "ZooData", "ZooDataModule", "bundled_photos", "cache_root", "epoch_seed", "run_seed",
-           "seed_worker"]
+__all__ = ["EpochSampler", "ZooData", "ZooDataModule", "bundled_photos", "cache_root", "describe_files", "epoch_seed",
+           "match_class_names", "run_seed", "seed_worker"]
 
 
 def cache_root() -> Path:
@@ -78,6 +78,38 @@ def bundled_photos(skimage_names: tuple[str, ...] = ("astronaut", "chelsea", "co
     return photos
 
 
+def describe_files(paths: Sequence[Path]) -> str:
+    """How a line names the files read: the one file, or the folder that holds them all (``a/b/``)."""
+    paths = [Path(p) for p in paths]
+    if len(paths) == 1:
+        return str(paths[0])
+    try:
+        folder = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    except ValueError:  # on different drives
+        return f"{len(paths)} files"
+    return f"{folder}{os.sep}"
+
+
+def match_class_names(found: Sequence[str], known: Sequence[str], where: str) -> list[int]:
+    """The index in ``known`` (the classes a model was trained on, in label order) of each class name in
+    ``found`` (those of the data at ``where``): classes match by name, whatever their order.
+
+    Raises:
+        DataError: the two sets of names differ (a class missing on either side): one line naming both sides.
+    """
+    found, known = [str(n) for n in found], [str(n) for n in known]
+    if set(found) != set(known) or len(found) != len(set(found)):
+        def listed(names: Sequence[str]) -> str:
+            return ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+
+        unknown, missing = [n for n in found if n not in known], [n for n in known if n not in found]
+        detail = "; ".join(part for part in (f"not known to the model: {listed(unknown)}" if unknown else "",
+                                             f"missing: {listed(missing)}" if missing else "") if part)
+        raise DataError(f"{where} has classes {listed(found)}, but the model was trained on {listed(known)} "
+                        f"(classes match by name; {detail})")
+    return [known.index(name) for name in found]
+
+
 class ZooDataModule(L.LightningDataModule):
     """Base of the zoo data modules: implements :class:`~zoo.data.contracts.ZooData` with defaults and the four
     loaders, driven by each split's dataset and a few hooks a module sets.
@@ -129,6 +161,25 @@ class ZooDataModule(L.LightningDataModule):
 
     def set_epoch(self, epoch: int, max_epochs: int | None) -> None:
         """Called at each training epoch start; nothing changes with the epoch unless a module says so."""
+
+    def evaluation_line(self, split: str) -> str:
+        """One line printed before ``zoo validate|test|predict`` reads ``split`` ("val", "test", "predict"): the
+        files and the number of examples, and which split of the module's data when it is one.
+
+        This default names the files predicted (``predict_paths``: the file, or their common folder), else the
+        split of the source that :meth:`describe` names (its text up to the first ";"); modules whose examples
+        are not files, or that evaluate a user's test-only folder, say more by overriding it.
+        """
+        try:
+            count: int | None = len(self.split_dataset(split))  # type: ignore[arg-type]
+        except (DataError, TypeError):
+            count = None
+        examples = "" if count is None else f", {count} example{'s' if count != 1 else ''}"
+        if split == "predict" and self.predict_paths:
+            return f"data: {describe_files(self.predict_paths)}{examples}"
+        source = self.describe().removeprefix("data:").split(";", 1)[0].strip()
+        part = {"val": "validation"}.get(split, split)
+        return f"data: {part} split of {source}{examples}"
 
     # --- hooks ----------------------------------------------------------------------------------------------------
     def split_dataset(self, split: str) -> Dataset:

@@ -32,7 +32,7 @@ import numpy as np
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from torch.utils.data import Sampler
-from zoo.data.base import ZooDataModule, cache_root
+from zoo.data.base import ZooDataModule, cache_root, describe_files, match_class_names
 from zoo.data.images import FileImages, list_images, scan_image_folder
 from zoo.data.splits import Split, grouped_split
 
@@ -74,8 +74,10 @@ def classes_of(labels: Sequence[str], source: str) -> tuple[str, ...]:
                     "normal/pneumonia/COVID-19), or the two label sets are mixed")
 
 
-def covidx_transform(image_size: int, train: bool, seed: int | None = 0) -> A.Compose:
-    """Resize to ``image_size`` (no crop), COVID-Net's augmentation when training, [0, 1] floats (3, S, S)."""
+def covidx_transform(image_size: int, train: bool, seed: int | None = 0,
+                     mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (1.0, 1.0, 1.0)) -> A.Compose:
+    """Resize to ``image_size`` (no crop), COVID-Net's augmentation when training, [0, 1] floats (3, S, S), then
+    ``(x - mean) / std`` per channel (the default 0 / 1 leaves them in [0, 1], as COVID-Net)."""
     steps: list = [A.Resize(image_size, image_size)]
     if train:
         steps += [
@@ -85,7 +87,7 @@ def covidx_transform(image_size: int, train: bool, seed: int | None = 0) -> A.Co
             A.HorizontalFlip(p=0.5),
             A.MultiplicativeNoise(multiplier=(0.9, 1.1), per_channel=False, elementwise=False, p=1.0),  # brightness
         ]
-    steps += [A.ToFloat(max_value=255.0), ToTensorV2()]
+    steps += [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
     return A.Compose(steps, seed=seed)
 
 
@@ -132,18 +134,46 @@ class CovidxData(ZooDataModule):
         augment: COVID-Net's augmentation on training images.
         val_fraction: share of training patients held out for validation when there is no validation file.
         predict_path: image file or folder for ``zoo predict``.
+        test_root: a folder that holds only evaluation images, tested whole (``root`` is not read then): a
+            class-per-folder tree (``negative/``, ``positive/``) or a COVIDx folder with ``test_file`` and
+            ``test/``.
+        mean / std: per-channel normalisation after scaling to [0, 1]; the default 0 / 1 keeps [0, 1], as
+            COVID-Net (MEDUSA standardises its grayscale copy itself).
+        class_names: the classes in label order; None reads them from the labels (a checkpoint records them, so
+            that new data is matched to the model's classes by name).
     """
 
     def __init__(self, root: str | None = None, train_file: str = "train.txt", val_file: str = "val.txt",
                  test_file: str = "test.txt", image_size: int = 480, batch_size: int = 8,
                  positive_share: float | None = 0.5, augment: bool = True, val_fraction: float = 0.1,
-                 predict_path: str | None = None, num_workers: int | None = None, seed: int = 0):
+                 predict_path: str | None = None, num_workers: int | None = None, seed: int = 0,
+                 test_root: str | None = None, mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                 std: tuple[float, float, float] = (1.0, 1.0, 1.0), class_names: list[str] | None = None):
         super().__init__(batch_size, num_workers, seed)
-        # mean 0 / std 1: images stay in [0, 1], and the Grad-CAM overlays un-normalise nothing
-        self.save_hyperparameters()
-        self.hparams.mean, self.hparams.std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        self.save_hyperparameters()  # mean 0 / std 1: images stay in [0, 1]; Grad-CAM un-normalises nothing
         if image_size < 16:
             raise DataError(f"--data.image_size must be at least 16 pixels, got {image_size}")
+        self.predict_paths: list[Path] = []
+        self.test_root = Path(test_root).expanduser() if test_root else None
+        self.evaluation_folder: Path | None = None
+        if self.test_root is not None and not self.test_root.is_dir():
+            raise DataError(f"--data.test_root {self.test_root} is not a folder (expected class folders "
+                            f"negative/ and positive/, or {test_file} with test/)")
+        self.root: Path | None = None
+        self.parts: dict[str, list[tuple[Path, str, str]]] = {}
+        self.source = f"images in {self.test_root}"
+        if class_names:  # recorded: root is read only when its images are (not to test test_root or to predict)
+            self.class_names = list(class_names)
+        else:
+            self._read_root()
+            self.class_names = list(classes_of([lab for rows in self.parts.values() for _, lab, _ in rows],
+                                               str(self.root)))
+        self.num_classes = len(self.class_names)
+        self.hparams.class_names = list(self.class_names)  # kept with the run: new data is matched by name
+
+    def _read_root(self) -> None:
+        """The root's label files and images (the simulated set, written once, when there is no root)."""
+        root = self.hparams.root
         if root is None:
             self.root, self.source = write_simulated_covidx(), "simulated chest X-rays in the COVIDx layout"
         else:
@@ -152,10 +182,6 @@ class CovidxData(ZooDataModule):
             raise DataError(f"{self.root} is not a folder (expected the COVIDx label files with train/ and test/, "
                             "or root/<class>/<images>)")
         self.parts = self._read_parts()
-        self.class_names = list(classes_of([lab for rows in self.parts.values() for _, lab, _ in rows],
-                                           str(self.root)))
-        self.num_classes = len(self.class_names)
-        self.predict_paths: list[Path] = []
 
     # --- reading --------------------------------------------------------------------------------------------
     def _read_parts(self) -> dict[str, list[tuple[Path, str, str]]]:
@@ -199,13 +225,44 @@ class CovidxData(ZooDataModule):
         return grouped_split(patients, self.hparams.val_fraction, test, self.hparams.seed,
                              stratify=[patient_label[p] for p in patients])
 
+    def _transform(self, train: bool) -> A.Compose:
+        hp = self.hparams
+        return covidx_transform(hp.image_size, train, hp.seed, hp.mean, hp.std)
+
+    def _evaluation_rows(self, folder: Path) -> list[tuple[Path, str, str]]:
+        """(image, label, patient) of a test-only folder: COVIDx label file + test/, or class folders."""
+        if (folder / self.hparams.test_file).is_file():
+            root, self.root = self.root, folder
+            try:
+                return self._read(folder / self.hparams.test_file, "test")
+            finally:
+                self.root = root
+        classes, paths, labels = scan_image_folder(folder)
+        return [(p, classes[y], p.stem) for p, y in zip(paths, labels, strict=True)]
+
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         if stage == "predict" and hp.predict_path:
             self.predict_paths = list_images(Path(hp.predict_path).expanduser())
-            self.predict_set = FileImages(self.predict_paths, [-1] * len(self.predict_paths),
-                                          covidx_transform(hp.image_size, False, hp.seed))
+            self.predict_set = FileImages(self.predict_paths, [-1] * len(self.predict_paths), self._transform(False))
             return
+        if self.test_root is not None and stage in ("test", "validate"):
+            rows = self._evaluation_rows(self.test_root)
+            found = list(dict.fromkeys(lab for _, lab, _ in rows))
+            if not (self.test_root / hp.test_file).is_file():
+                found = sorted(found)
+            elif set(found) <= set(BINARY) or set(found) <= set(THREE_CLASS):
+                found = list(classes_of(found, str(self.test_root)))  # a label file's classes are its label set's
+            index = dict(zip(found, match_class_names(found, self.class_names, str(self.test_root)), strict=True))
+            self.evaluation_folder = self.test_root
+            self.val_set = self.test_set = FileImages([p for p, _, _ in rows], [index[lab] for _, lab, _ in rows],
+                                                      self._transform(False))
+            self.sets = {"test": self.test_set}
+            return
+        if not self.parts:
+            self._read_root()
+            found = classes_of([lab for rows in self.parts.values() for _, lab, _ in rows], str(self.root))
+            match_class_names(found, self.class_names, str(self.root))
         if "all" in self.parts:
             rows = self.parts["all"]
             split = self._split_train(rows, 0.2)
@@ -219,12 +276,21 @@ class CovidxData(ZooDataModule):
         index = {name: i for i, name in enumerate(self.class_names)}
         self.sets = {}
         for name, rows in parts.items():
-            transform = covidx_transform(hp.image_size, name == "train" and hp.augment, hp.seed)
+            transform = self._transform(name == "train" and hp.augment)
             self.sets[name] = FileImages([p for p, _, _ in rows], [index[lab] for _, lab, _ in rows], transform)
         self.train_set, self.val_set, self.test_set = self.sets["train"], self.sets["val"], self.sets["test"]
         self.train_positive = [self.class_names[y] in POSITIVE for y in self.train_set.labels]
         if self.predict_paths == [] and stage == "predict":
             self.predict_paths, self.predict_set = list(self.test_set.paths), self.test_set
+
+    def evaluation_line(self, split: str) -> str:
+        """"data: 7 images in my_xrays/ (test only), classes negative, positive", or the run's own split."""
+        if split != "predict" and self.evaluation_folder is not None:
+            return (f"data: {len(self.split_dataset(split))} images in {self.evaluation_folder}/ (test only), "
+                    f"classes {', '.join(self.class_names)}")
+        if split == "predict" and self.predict_paths:
+            return f"data: {len(self.predict_paths)} images to predict in {describe_files(self.predict_paths)}"
+        return super().evaluation_line(split).replace(" examples", " images")
 
     def describe(self) -> str:
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.sets.items()) if hasattr(self, "sets") else "not set up"

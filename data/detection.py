@@ -46,7 +46,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from zoo.data.base import ZooDataModule, cache_root
+import numpy as np
+from zoo.data.base import ZooDataModule, cache_root, describe_files, match_class_names
 from zoo.data.detection_augment import PAD_VALUE, DetectionDataset, detection_collate, letterbox
 from zoo.data.detection_io import (
     IMAGE_EXTENSIONS,
@@ -55,6 +56,7 @@ from zoo.data.detection_io import (
     coco_category_ids,
     image_size_of,
     images_in,
+    label_path_for,
     read_coco,
     read_voc,
     read_yolo,
@@ -82,6 +84,9 @@ class DetectionData(ZooDataModule):
             offline default (``synthetic`` objects on bundled photos).
         format: "auto" (from ``root``), "yolo", "coco" or "voc".
         val_root / test_root: COCO json / VOC folders of the validation / test sets (else split off ``root``).
+            ``zoo test`` / ``zoo validate`` with ``test_root`` evaluate exactly that set, in any format (a YOLO
+            data.yaml's ``test``, else ``val``, else ``train`` entry; a folder with ``images/`` and ``labels/``; a
+            COCO json; VOC XML), and read nothing else when the classes are recorded (no ``root`` needed).
         images_dir: where a COCO json's ``file_name`` paths start (default: its folder, or its ``images/``).
         classes: the VOC class map (list, dict name -> index, "rdd2022"; None: every label found).
         other_labels: VOC objects outside ``classes``: "skip" (left out, counted in describe()) or "error".
@@ -94,6 +99,8 @@ class DetectionData(ZooDataModule):
         val_fraction / test_fraction: split sizes for COCO / VOC sets without their own val/test files.
         predict_path: an image or a folder of images for ``zoo predict``.
         eval_batch_size: batch size of val/test/predict (default: batch_size).
+        class_names: the classes in label order; None reads them from the data (a checkpoint records them, so
+            that a new set's classes are matched to the model's by name).
     """
 
     collate_fn = staticmethod(detection_collate)
@@ -106,7 +113,7 @@ class DetectionData(ZooDataModule):
                  mixup: float = 0.0, hsv: tuple[float, float, float] = (0.015, 0.7, 0.4), translate: float = 0.1,
                  scale: float = 0.5, fliplr: float = 0.5, val_fraction: float = 0.1, test_fraction: float = 0.1,
                  predict_path: str | None = None, batch_size: int = 16, eval_batch_size: int | None = None,
-                 num_workers: int | None = None, seed: int = 0):
+                 num_workers: int | None = None, seed: int = 0, class_names: list[str] | None = None):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
         if image_size < 32 or image_size % 32:
@@ -120,7 +127,28 @@ class DetectionData(ZooDataModule):
         self.predict_paths: list[Path] = []
         self.train_set: DetectionDataset | None = None
         self.eval_batch_size = eval_batch_size
+        self.evaluation_folder: Path | None = None  # set up from a test-only set
+        if class_names:  # recorded: root is read only when its images are (not to test test_root or to predict)
+            self.class_names, self.source = list(class_names), f"the set in {test_root or predict_path}"
+            if root and Path(root).expanduser().suffix.lower() == ".json" and Path(root).expanduser().is_file():
+                self.category_ids = coco_category_ids(root)  # the COCO ids predictions are written with
+        else:
+            self._read_classes()
+        self.hparams.class_names = list(self.class_names)  # kept with the run: new sets are matched by name
+
+    def _read_root(self) -> None:
+        """The annotations of ``root`` (or the offline default), labelled in the recorded class order."""
+        recorded = list(self.class_names)
         self._read_classes()
+        if recorded != self.class_names:  # the recorded order wins, by name
+            index = np.asarray(match_class_names(self.class_names, recorded, str(self.hparams.root or
+                                                                                  "the default set")))
+            remapped: set[int] = set()
+            for record in (r for records in self.splits.values() for r in records):
+                if id(record) not in remapped and len(record.labels):
+                    record.labels = index[record.labels]
+                remapped.add(id(record))
+            self.class_names = recorded
 
     @property
     def num_classes(self) -> int:
@@ -195,6 +223,41 @@ class DetectionData(ZooDataModule):
         self.splits["test"] = given.get("test") or ([records[i] for i in split.test] if len(split.test)
                                                     else self.splits["val"])
 
+    def _read_evaluation_set(self, path: Path) -> list[ImageRecord]:
+        """The images and boxes of a set to evaluate, in whatever format it comes, labelled by the model's class
+        of each box's class name."""
+        hp = self.hparams
+        if not path.exists():
+            raise DataError(f"--data.test_root {path} does not exist")
+        if path.suffix.lower() == ".json":
+            records, names, _ = read_coco(path, hp.images_dir)
+        elif path.is_dir() and next(path.rglob("*.xml"), None) is not None and not (path / "data.yaml").is_file():
+            records, names, _ = read_voc(path, self.class_names, hp.other_labels)
+        elif path.is_dir() and (path / "images").is_dir() and not any(
+                (path / n).is_file() for n in ("data.yaml", "data.yml", "dataset.yaml")):
+            records = []
+            for image in images_in(path / "images"):
+                boxes, labels = read_yolo_labels(label_path_for(image), self.num_classes)
+                records.append(ImageRecord(image, boxes, labels, normalized=True))
+            return records  # YOLO labels without names: class indices are the model's
+        else:
+            splits, names = read_yolo(path, required=())
+            records = next((splits[k] for k in ("test", "val", "train") if splits.get(k)), [])
+        index = np.asarray(match_class_names(names, self.class_names, str(path)), np.int64)
+        for record in records:
+            record.labels = index[record.labels] if len(record.labels) else record.labels
+        return records
+
+    def evaluation_line(self, split: str) -> str:
+        """"data: 7 images / 9 boxes in my_set (test only), 4 classes", the images to predict, or the run's split."""
+        if split == "predict":
+            return f"data: {len(self.predict_paths)} images to predict in {describe_files(self.predict_paths)}"
+        records = self.splits.get(split, [])
+        counted = f"{len(records)} images / {sum(len(r.labels) for r in records)} boxes"
+        if self.evaluation_folder is not None:
+            return f"data: {counted} in {self.evaluation_folder} (test only), {self.num_classes} classes"
+        return f"data: {'validation' if split == 'val' else split} split of {self.source}, {counted}"
+
     def describe(self) -> str:
         sizes = ", ".join(f"{k} {len(v)} images / {sum(len(r.labels) for r in v)} boxes"
                           for k, v in self.splits.items())
@@ -221,6 +284,16 @@ class DetectionData(ZooDataModule):
             if not self.predict_paths:
                 raise DataError(f"{path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             return
+        if stage in ("test", "validate") and self.hparams.test_root:  # exactly the set given
+            self.evaluation_folder = Path(self.hparams.test_root).expanduser()
+            records = self._read_evaluation_set(self.evaluation_folder)
+            if not records:
+                raise DataError(f"--data.test_root {self.evaluation_folder} holds no images to evaluate")
+            self._check_images(records)
+            self.splits = {"val": records, "test": records}
+            return
+        if not self.splits:
+            self._read_root()
         for key in ("train", "val", "test"):
             if not self.splits.get(key):
                 raise DataError(f"{self.source}: the {key} split is empty; give more images or its own files")

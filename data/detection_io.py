@@ -147,8 +147,10 @@ def _yolo_split_images(entry: Any, base: Path, yaml_path: Path, key: str) -> lis
     return images
 
 
-def read_yolo(root: str | Path) -> tuple[dict[str, list[ImageRecord]], list[str]]:
-    """A YOLO dataset (``data.yaml`` or its folder) -> ({"train", "val", "test"}: records, class names)."""
+def read_yolo(root: str | Path, required: tuple[str, ...] = ("train", "val")
+              ) -> tuple[dict[str, list[ImageRecord]], list[str]]:
+    """A YOLO dataset (``data.yaml`` or its folder) -> ({"train", "val", "test"}: records, class names). The
+    entries in ``required`` must be there (an evaluation set needs neither ``train`` nor ``val``)."""
     yaml_path = Path(root).expanduser()
     if yaml_path.is_dir():
         yaml_path = next((yaml_path / n for n in ("data.yaml", "data.yml", "dataset.yaml") if
@@ -169,7 +171,7 @@ def read_yolo(root: str | Path) -> tuple[dict[str, list[ImageRecord]], list[str]
     splits: dict[str, list[ImageRecord]] = {}
     for key in ("train", "val", "test"):
         if not config.get(key):
-            if key != "test":
+            if key in required:
                 raise DataError(f"{yaml_path}: no '{key}' entry (a folder of images or a list file)")
             continue
         records = []

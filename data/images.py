@@ -27,7 +27,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
-from zoo.data.base import ZooDataModule
+from zoo.data.base import ZooDataModule, describe_files, match_class_names
 from zoo.data.splits import check_fold, random_or_fold_split, random_split
 
 from zoo.errors import DataError
@@ -253,6 +253,11 @@ class ImageClassificationData(ZooDataModule):
         folds / fold: k-fold cross-validation of a source without a fixed test split: fold ``fold`` of ``folds``
             (stratified by class) is the test part (``zoo train MODEL --data.folds K`` runs every fold).
         predict_path: image file or folder for ``zoo predict``.
+        test_root: a class-per-folder tree that holds only evaluation images (``root/<class>/<image>``): ``zoo
+            test`` and ``zoo validate`` evaluate all of it, and nothing else (``root`` is not needed then). A
+            ``root`` that holds only ``test/`` (or ``val/``) and no ``train/`` is read the same way.
+        class_names: the classes in label order; None reads them from the data (a checkpoint records them, so
+            that new data is matched to the model's classes by name).
         num_workers: loader processes (default: 0 for in-memory images, else up to 4).
         seed: seed of the splits, the shuffling and the augmentations.
         skip_bad_files: leave out image files that cannot be decoded (each named in a warning) instead of
@@ -277,7 +282,8 @@ class ImageClassificationData(ZooDataModule):
                  mean: tuple[float, float, float] | None = None, std: tuple[float, float, float] | None = None,
                  seed: int = 0, rand_augment: str = "rand-m9-mstd0.5-inc1", random_erasing: float = 0.25,
                  skip_bad_files: bool = False, interpolation: Interpolation | None = None,
-                 crop_pct: float | None = None, folds: int = 1, fold: int = 0):
+                 crop_pct: float | None = None, folds: int = 1, fold: int = 0, test_root: str | None = None,
+                 class_names: list[str] | None = None):
         super().__init__(batch_size, num_workers, seed)
         check_fold(folds, fold)
         image_size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
@@ -287,19 +293,25 @@ class ImageClassificationData(ZooDataModule):
         self.save_hyperparameters()  # the resolved values: a checkpoint records what the model was trained on
         if image_size < 1:
             raise DataError(f"--data.image_size must be a positive number of pixels, got {image_size}")
+        self.test_root = Path(test_root).expanduser() if test_root else None
+        if self.test_root is not None and not self.test_root.is_dir():
+            raise DataError(f"--data.test_root {self.test_root} is not a folder (expected "
+                            f"{self.test_root}/<class name>/<image files>)")
         if dataset == "auto":
-            dataset = "imagefolder" if root else "digits"
-        if dataset != "digits" and not root:
+            dataset = "imagefolder" if root or (test_root and not class_names) else "digits"
+        if dataset != "digits" and not root and not test_root:
             raise DataError(f"dataset {dataset!r} needs --data.root (the image folder or the download folder)")
         self.source = dataset
-        self.in_memory = dataset != "imagefolder"
+        self.in_memory = dataset != "imagefolder" and self.test_root is None
         self.root = Path(root).expanduser() if root else None
-        if self.root is not None and dataset == "imagefolder" and not self.root.is_dir():
+        if self.root is not None and dataset == "imagefolder" and not self.root.is_dir() and not class_names:
             raise DataError(f"image folder {self.root} does not exist" if not self.root.exists()
                             else f"{self.root} is a file, not an image folder (root/<class>/<image>)")
-        self.class_names = self._class_names()
+        self.class_names = list(class_names) if class_names else self._class_names()
         self.num_classes = len(self.class_names)
+        self.hparams.class_names = list(self.class_names)  # kept with the run: new data is matched by name
         self.predict_paths: list[Path] = []
+        self.evaluation_folder: Path | None = None  # set up from a test-only folder
 
     def _class_names(self) -> list[str]:
         if self.source == "digits":
@@ -308,7 +320,18 @@ class ImageClassificationData(ZooDataModule):
             return list(CIFAR10_CLASSES)
         if self.source == "cifar100":
             return list(CIFAR100_CLASSES)
-        return class_folders(self._split_dir("train") or self.root)
+        if self.root is None or not self.root.is_dir():
+            return class_folders(self.test_root)
+        return class_folders(self._split_dir("train") or self._evaluation_only_dir() or self.root)
+
+    def _evaluation_only_dir(self) -> Path | None:
+        """``test_root``, else ``root/test`` (or ``root/val``) of a root without ``train/``: a folder that holds
+        only evaluation images."""
+        if self.test_root is not None:
+            return self.test_root
+        if self.source != "imagefolder" or self.root is None or not self.root.is_dir() or self._split_dir("train"):
+            return None
+        return self._split_dir("test") or self._split_dir("val")
 
     def _split_dir(self, split: str) -> Path | None:
         names = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}[split]
@@ -318,6 +341,15 @@ class ImageClassificationData(ZooDataModule):
         hp = self.hparams
         return image_transform(hp.image_size, hp.augment, hp.mean, hp.std, train, hp.rand_augment, hp.random_erasing,
                                seed=hp.seed, interpolation=hp.interpolation, crop_pct=hp.crop_pct)
+
+    def evaluation_line(self, split: str) -> str:
+        """"data: 57 images in my_images/ (test only), 3 classes", or the split of the run's own data."""
+        if split != "predict" and self.evaluation_folder is not None:
+            count = len(self.split_dataset(split))
+            return f"data: {count} images in {self.evaluation_folder}/ (test only), {self.num_classes} classes"
+        if split == "predict" and self.predict_paths:
+            return f"data: {len(self.predict_paths)} images to predict in {describe_files(self.predict_paths)}"
+        return super().evaluation_line(split).replace(" examples", " images")
 
     def describe(self) -> str:
         source = {"digits": "scikit-learn's bundled handwritten digits (real, 8x8, upscaled)",
@@ -373,6 +405,14 @@ class ImageClassificationData(ZooDataModule):
             self.predict_set = FileImages(self.predict_paths, [-1] * len(self.predict_paths), self.transform(False))
             return
         train_tf, eval_tf = self.transform(True), self.transform(False)
+        evaluation_dir = self._evaluation_only_dir()
+        if evaluation_dir is not None and stage in ("test", "validate"):
+            self.evaluation_folder = evaluation_dir
+            self.val_set = self.test_set = self._labelled_folder(evaluation_dir, eval_tf)
+            return
+        if evaluation_dir is not None and self.test_root is None:
+            raise DataError(f"{self.root} holds {evaluation_dir.name}/ but no train/ to train on "
+                            f"({self.root}/train/<class>/<image>, or {self.root}/<class>/<image> to be split)")
         if self.source == "digits":
             images, labels = load_digits_rgb()
             train, val, test = self._split(len(labels), labels)
@@ -388,20 +428,14 @@ class ImageClassificationData(ZooDataModule):
         train_dir, val_dir, test_dir = self._split_dir("train"), self._split_dir("val"), self._split_dir("test")
         if train_dir and val_dir:
             self._refuse_folds(f"{self.root} has its own train/ and val/ folders")
-            classes, paths, labels = scan_image_folder(train_dir)
-            self.train_set = FileImages(*self._readable(paths, labels), train_tf)
+            self.train_set = self._labelled_folder(train_dir, train_tf)
             for split, folder in (("val", val_dir), ("test", test_dir or val_dir)):
-                split_classes, paths, labels = scan_image_folder(folder)
-                paths, labels = self._readable(paths, labels)
-                if split_classes != classes:
-                    extra = sorted(set(split_classes) - set(classes))
-                    raise DataError(f"{folder} has classes that {train_dir} lacks: {', '.join(extra)}" if extra
-                                    else f"{folder} lacks classes of {train_dir}: "
-                                         f"{', '.join(sorted(set(classes) - set(split_classes)))}")
-                setattr(self, f"{split}_set", FileImages(paths, labels, eval_tf))
+                setattr(self, f"{split}_set", self._labelled_folder(folder, eval_tf))
             return
         classes, paths, labels = scan_image_folder(self.root)
-        paths, labels = self._readable(paths, labels)
+        index = match_class_names(classes, self.class_names, str(self.root))
+        paths, labels = self._readable(paths, [index[y] for y in labels])
+        classes = self.class_names
         counts = np.bincount(labels, minlength=len(classes))
         if counts.min() < 3:
             raise DataError(f"class folder {self.root / classes[int(counts.argmin())]} has {counts.min()} images; "
@@ -411,6 +445,12 @@ class ImageClassificationData(ZooDataModule):
         self.train_set = FileImages(*pick(train), train_tf)
         self.val_set = FileImages(*pick(val), eval_tf)
         self.test_set = FileImages(*pick(test), eval_tf)
+
+    def _labelled_folder(self, folder: Path, transform) -> FileImages:
+        """Every readable image of a class-per-folder tree, labelled by the model's class of its folder's name."""
+        classes, paths, labels = scan_image_folder(folder)
+        index = match_class_names(classes, self.class_names, str(folder))
+        return FileImages(*self._readable(paths, [index[y] for y in labels]), transform)
 
     def _setup_cifar(self, train_tf: A.Compose, eval_tf: A.Compose) -> None:
         from torchvision.datasets import CIFAR10, CIFAR100

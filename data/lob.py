@@ -30,6 +30,8 @@ window, m+ = the same mean ``horizon`` snapshots later, pct = (m+ - m-) / m-, al
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -372,7 +374,16 @@ class LOBData(ZooDataModule):
     def _simulated_folder(self) -> Path:
         folder = cache_root() / "lob_simulated" / f"cst_{self.simulated_events}_seed0"
         if not (folder / "README.txt").is_file():
-            simulate_cst_day(folder, events=self.simulated_events, seed=0)
+            # written beside and renamed into place: processes that start together (DDP) never read half a file
+            staging = folder.with_name(f".{folder.name}.{os.getpid()}")
+            shutil.rmtree(staging, ignore_errors=True)
+            simulate_cst_day(staging, events=self.simulated_events, seed=0)
+            try:
+                os.replace(staging, folder)
+            except OSError:  # another process put its copy there first: the same seeded day
+                if not (folder / "README.txt").is_file():
+                    raise
+                shutil.rmtree(staging, ignore_errors=True)
         return folder
 
     def _lobster_split_arrays(self, folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:

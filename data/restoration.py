@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from zoo.data.base import ZooDataModule, bundled_photos, cache_root
+from zoo.data.base import ZooDataModule, bundled_photos, cache_root, describe_files
 from zoo.data.images import read_image
 from zoo.data.splits import grouped_split
 
@@ -289,7 +289,8 @@ class DehazingData(ZooDataModule):
             pair); None uses the simulated offline default (see the module docstring).
         val_root: the validation folder (e.g. ``RESIDE/SOTS/indoor``); None splits ``val_fraction`` of the clear
             images of ``root`` off (all hazy versions of a clear image stay together).
-        test_root: the test folder; None tests on the validation folder.
+        test_root: the test folder; None tests on the validation folder (or the simulated test pairs). ``zoo
+            test`` with it evaluates exactly its pairs and reads nothing else (no ``root`` needed).
         predict_path: an image file or a folder of hazy images for ``zoo predict``.
         crop_size: side of the random square training crop (the paper: 256).
         rotate / flip: random k * 90 degree rotations (the paper) / horizontal flips (not in the paper).
@@ -310,6 +311,7 @@ class DehazingData(ZooDataModule):
         self.val_pairs: list[tuple[Path, Path]] = []
         self.test_pairs: list[tuple[Path, Path]] = []
         self.predict_paths: list[Path] = []
+        self.evaluation_folder: Path | None = None  # set up from a test-only folder
         self.eval_batch_size = eval_batch_size
         self.source = "simulated" if root is None else str(root)
 
@@ -320,7 +322,7 @@ class DehazingData(ZooDataModule):
         if hp.root is None:
             folder = write_synthetic_haze(cache_root() / SYNTHETIC_NAME, seed=0)
             self.train_pairs, self.val_pairs = find_pairs(folder / "train"), find_pairs(folder / "val")
-            self.test_pairs = find_pairs(folder / "test")
+            self.test_pairs = find_pairs(hp.test_root or folder / "test")
             return
         pairs = find_pairs(hp.root)
         if hp.val_root:
@@ -331,6 +333,26 @@ class DehazingData(ZooDataModule):
             self.train_pairs = [pairs[i] for i in split.train]
             self.val_pairs = [pairs[i] for i in split.val]
         self.test_pairs = find_pairs(hp.test_root) if hp.test_root else self.val_pairs
+
+    def evaluation_line(self, split: str) -> str:
+        """"data: 57 image pairs in my_pairs/ (test only)", "data: test split of the quick start's simulated
+        hazy/clear pairs in ..., 40 pairs", or the hazy images to restore."""
+        if split == "predict":
+            return f"data: {len(self.predict_paths)} hazy images to restore in {describe_files(self.predict_paths)}"
+        if split == "test" and self.evaluation_folder is not None:
+            return f"data: {len(self.test_pairs)} image pairs in {self.evaluation_folder}/ (test only)"
+        hp = self.hparams
+        pairs = self.val_pairs if split == "val" else self.test_pairs
+        if hp.root is None:
+            source = f"the quick start's simulated hazy/clear pairs in {cache_root() / SYNTHETIC_NAME}"
+            if split == "test" and hp.test_root:
+                return f"data: {len(pairs)} image pairs in {hp.test_root}/ (test)"
+            return f"data: {'validation' if split == 'val' else 'test'} split of {source}, {len(pairs)} pairs"
+        folder = hp.val_root if split == "val" or not hp.test_root else hp.test_root
+        if folder:
+            return f"data: {len(pairs)} image pairs in {folder}/ ({'validation' if split == 'val' else 'test'})"
+        return (f"data: validation split of the pairs in {hp.root}/ ({len(pairs)} pairs"
+                f"{', tested as no --data.test_root is given' if split == 'test' else ''})")
 
     def describe(self) -> str:
         self._resolve()
@@ -357,6 +379,10 @@ class DehazingData(ZooDataModule):
                 raise DataError(f"--data.predict_path {path} does not exist")
             if not self.predict_paths:
                 raise DataError(f"{path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            return
+        if stage == "test" and self.hparams.test_root:  # exactly the pairs given: no training data is read
+            self.evaluation_folder = Path(self.hparams.test_root).expanduser()
+            self.test_pairs = find_pairs(self.evaluation_folder)
             return
         self._resolve()
 

@@ -80,6 +80,9 @@ class _LOBModel(nn.Module):
         self.num_classes, self.num_horizons = num_classes, num_horizons
         self.order_type_column = order_type_column
         self.order_type_embedder = nn.Embedding(3, 1)
+        # its output is detached (official code), so it never learns: frozen, it is not an unused trainable
+        # parameter, which DDP refuses
+        self.order_type_embedder.requires_grad_(False)
         self.norm_layer = BiN(num_features, seq_len)
 
     def check_input(self, x: torch.Tensor) -> None:

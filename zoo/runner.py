@@ -70,6 +70,26 @@ class RunSummary(Callback):
             print(text if text.startswith("data:") else f"data: {text}", flush=True)
 
 
+class EvaluationLine(Callback):
+    """Before ``zoo validate|test|predict`` reads its data, the data module's one line naming the files, the number
+    of examples and which split (:meth:`~zoo.data.contracts.ZooData.evaluation_line`); its loaders are set up by
+    then."""
+
+    def _print(self, trainer: L.Trainer, split: str) -> None:
+        if trainer.is_global_zero and isinstance(trainer.datamodule, ZooData):
+            print(trainer.datamodule.evaluation_line(split), flush=True)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "validate":
+            self._print(trainer, "val")
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._print(trainer, "test")
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._print(trainer, "predict")
+
+
 class EpochLines(Callback):
     """When the output is not a terminal (CI logs, ``nohup``), one plain line per epoch: a progress bar there
     shows nothing until the run ends."""
@@ -321,6 +341,8 @@ def run_lightning(command: str, task_class: type[ZooTask], args: list[str], resu
         checkpoint: the checkpoint evaluated or predicted with (already read, see :mod:`zoo.checkpoints`).
     """
     extra = [PredictionWriter(predictions or task_class.prediction_output)] if command == "predict" else []
+    if command != "train":
+        extra.append(EvaluationLine())
     torch.set_float32_matmul_precision("high")
     quiet_logs()
     cli = ZooCLI(task_class, args, program=f"zoo {command}", extra_callbacks=extra, run=False)

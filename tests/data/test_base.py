@@ -98,3 +98,15 @@ def test_data_modules_meet_the_contract_the_framework_reads():
     assert isinstance(loader.sampler, EpochSampler) and not loader.drop_last  # every training row is used
     assert sum(len(batch["y"]) for batch in loader) == len(table.split_tensors("train"))
     assert table.val_dataloader().batch_size == 1024
+
+
+def test_the_evaluation_line_names_the_split_and_its_size_or_the_files_predicted(tmp_path):
+    data = Numbers(batch_size=4)
+    data.setup("fit")
+    data.test_set = TensorDataset(torch.arange(7))
+    assert data.evaluation_line("test") == "data: test split of Numbers, 7 examples"
+    assert data.evaluation_line("val") == "data: validation split of Numbers, 10 examples"
+    data.predict_paths = [tmp_path / "new" / "a.png", tmp_path / "new" / "sub" / "b.png"]
+    data.predict_set = TensorDataset(torch.arange(2))
+    assert data.evaluation_line("predict") == f"data: {tmp_path / 'new'}/, 2 examples"
+    assert isinstance(data, ZooData)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from zoo.data.icu import SepsisData
 from zoo.data.images import ImageClassificationData
 from zoo.data.tabular import TabularData
+
 from zoo.errors import DataError
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from zoo.data.splits import fold_split, random_or_fold_split
+
 from zoo.errors import DataError
 
 
@@ -34,7 +34,7 @@ def test_folds_one_is_the_random_split_and_bad_folds_are_named():
     assert len(random_or_fold_split(50, 0.1, 0.2, seed=0).test) == 10
     with pytest.raises(DataError, match=r"--data.fold must be in 0\.\.2 for --data.folds 3, got 3"):
         random_or_fold_split(50, 0.1, 0.2, folds=3, fold=3)
-    with pytest.raises(DataError, match="--data.folds must be at least 1"):
+    with pytest.raises(DataError, match=r"--data\.folds must be at least 1"):
         random_or_fold_split(50, 0.1, 0.2, folds=0)
     with pytest.raises(DataError, match="4 rows are too few for 5 folds"):
         fold_split(4, 5, 0, val=0.1)
