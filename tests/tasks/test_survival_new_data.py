@@ -118,7 +118,8 @@ def test_a_number_column_holding_text_is_an_error_not_a_category(tmp_path):
 @pytest.mark.slow
 def test_the_zoo_command_tests_and_predicts_new_patients_without_the_training_file(tmp_path, capsys):
     """The issue's path, end to end (about 35 s): zoo train on one file, the file removed, zoo test on another file
-    and zoo predict on covariates alone (it crashed loading the state dict, the encoding refitted)."""
+    and zoo predict on covariates alone (it crashed loading the state dict, the encoding refitted), each
+    saying first what it reads."""
     from zoo.cli import main
 
     cohort = load_gbsg2()
@@ -135,6 +136,10 @@ def test_the_zoo_command_tests_and_predicts_new_patients_without_the_training_fi
                  "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]) == 0
     assert main(["predict", "--ckpt", str(ckpt), "--data.predict_path", str(tmp_path / "inputs.csv"),
                  "--trainer.logger", "false", "--output", str(tmp_path / "risks.csv")]) == 0
-    assert "test/c_index" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    events = int(cohort.iloc[500:].cens.sum())
+    assert f"data: 186 subjects, {events} events in {tmp_path / 'new.csv'} (all of it)" in printed
+    assert f"data: 186 subjects, outcomes not given in {tmp_path / 'inputs.csv'} (all of it)" in printed
+    assert "test/c_index" in printed
     with open(tmp_path / "risks.csv") as f:
         assert len(list(csv.DictReader(f))) == 186
