@@ -146,12 +146,27 @@ class ClassificationTask(ZooTask):
         metrics.reset()
         matrix = confusion.compute().cpu().numpy()
         confusion.reset()
+        self.log_majority_baseline(matrix, stage)
         if stage == "test" and self.num_classes <= PER_CLASS_MAX:
             self.log_dict(per_class_rates(matrix, self.class_names, stage))
         if stage == "val":  # plotted once, at the end of training (a figure per epoch costs more than it shows)
             self._val_confusion_matrix = matrix
         else:
             self._log_confusion_matrix(matrix, stage)
+
+    def log_majority_baseline(self, matrix, stage: str) -> None:
+        """``<stage>/majority_acc`` and ``majority_f1_macro``: always predicting the most frequent class of the
+        evaluated examples (the confusion matrix's row sums), the do-nothing baseline the summary compares with."""
+        from torchmetrics.functional.classification import multiclass_f1_score
+
+        counts = torch.as_tensor(matrix).sum(1).round().long().cpu()
+        if counts.sum() == 0:
+            return
+        target = torch.repeat_interleave(torch.arange(len(counts)), counts)
+        predicted = torch.full_like(target, int(counts.argmax()))
+        f1 = multiclass_f1_score(predicted, target, num_classes=len(counts), average="macro")  # as the model's
+        self.log_dict({f"{stage}/majority_acc": float(counts.max()) / float(counts.sum()),
+                       f"{stage}/majority_f1_macro": float(f1)}, sync_dist=True)
 
     def _log_confusion_matrix(self, matrix, stage: str) -> None:
         self.log_figure(lambda: confusion_matrix_figure(matrix, self.class_names, f"{stage} confusion matrix"),

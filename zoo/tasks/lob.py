@@ -84,6 +84,10 @@ class LOBTrendTask(ClassificationTask):
         self.val_metrics = lob_metrics(self.num_classes, "val/")
         self.test_metrics = lob_metrics(self.num_classes, "test/")
 
+    @override
+    def log_majority_baseline(self, matrix, stage: str) -> None:
+        """Logged by :meth:`end_of_epoch` with the *training* majority class instead."""
+
     @property
     def stationary_index(self) -> int:
         names = [n.lower() for n in self.class_names]
