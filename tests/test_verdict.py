@@ -44,11 +44,13 @@ def forecasting_checkpoint(tmp_path_factory):
     """A two-batch `zoo train timeseries/lstm` (the CO2 quick start): its output and best checkpoint."""
     root = tmp_path_factory.mktemp("verdict")
     output = io.StringIO()
-    with contextlib.chdir(root), contextlib.redirect_stdout(output):
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch, contextlib.chdir(root), contextlib.redirect_stdout(output):
+        patch.setenv("MLFLOW_TRACKING_URI", uri)  # not a store an earlier test left set
         code = main(["train", "timeseries/lstm", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
                      "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false"])
     assert code == 0, output.getvalue()[-2000:]
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
     return output.getvalue(), run, run.info.artifact_uri.removeprefix("file://") + "/checkpoints/best.ckpt"
 
