@@ -192,13 +192,12 @@ def test_each_kind_is_offered_only_the_task_flags_that_apply_to_it():
 
 
 def test_a_flag_that_does_not_apply_is_refused_naming_why():
+    from zoo.tasks.classification import ClassificationTask
     from zoo.tasks.lob import LOBTrendTask
 
-    from zoo.tasks.classification import ClassificationTask
-
-    with pytest.raises(ValueError, match="--model.mixup_alpha does not apply to finance/tlob: .*order-book"):
+    with pytest.raises(ValueError, match=r"--model.mixup_alpha does not apply to finance/tlob: .*order-book"):
         LOBTrendTask("finance/tlob", mixup_alpha=0.2, model_kwargs={"seq_len": 8, "num_layers": 1})
-    with pytest.raises(ValueError, match="--model.cutmix_alpha does not apply to audio/ssast_tiny_patch: CutMix"):
+    with pytest.raises(ValueError, match=r"--model.cutmix_alpha does not apply to audio/ssast_tiny_patch: CutMix"):
         ClassificationTask("audio/ssast_tiny_patch", num_classes=3, cutmix_alpha=1.0)
 
 
