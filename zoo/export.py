@@ -206,12 +206,16 @@ def _onnx(module: nn.Module, args: tuple[Tensor, ...], specs: list[InputSpec], p
     batch 1 instead)."""
     names = [s.name for s in specs]
     try:
+        # traced by torch.export here, so that a batch the model's code fixes is an error (given the module, the
+        # ONNX exporter relaxes the batch Dim and writes a graph that runs at the traced batch only)
+        exported = _export_program(module, args, specs, dynamic)
         with _quiet():
-            program = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=_dynamic_shapes(specs, dynamic),
-                                        input_names=names, opset_version=opset, external_data=False,
-                                        optimize=True, verbose=False)
+            program = torch.onnx.export(exported, args, dynamo=True, input_names=names, opset_version=opset,
+                                        external_data=False, optimize=True, verbose=False)
             program.save(str(path), external_data=False)
         return "dynamo", ""
+    except _FixedBatchError:
+        raise
     except ImportError as err:
         raise ZooError(f"ONNX export needs the onnx and onnxscript packages: {err}") from None
     except ExportTimeoutError:
@@ -378,7 +382,7 @@ def _export_and_check(module: nn.Module, model_id: str, fmt: str, path: Path, sp
         exporter, note = _write(module, model_id, fmt, path, args, specs, opset, dynamic=True)
         dynamic = True
     except _FixedBatchError as err:
-        step(f"the model's code fixes the batch size ({err}); tracing again at batch 1")
+        step(f"{err}; tracing again at batch 1")
         args = tuple(s.sample(1, generator) for s in specs)
         exporter, note = _write(module, model_id, fmt, path, args, specs, opset, dynamic=False)
         note = "; ".join(filter(None, [note, "the batch dimension is fixed at 1: the model's code fixes the batch "
