@@ -151,3 +151,32 @@ def test_every_family_is_a_pyfunc_at_the_shape_it_was_built_for(model_id, kwargs
     served_leaves = list(served.values()) if isinstance(served, dict) else [served]
     for got, want in zip(torch.utils._pytree.tree_leaves(served_leaves), leaves, strict=True):
         np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def _served(model, folder_root, data=None):
+    import mlflow
+
+    from zoo.pyfunc import save_pyfunc
+
+    return mlflow.pyfunc.load_model(str(save_pyfunc(folder_root / "folder", folder_root / "pyfunc", data)))
+
+
+def test_tabr_is_a_pyfunc_that_retrieves_from_its_training_rows(tmp_path):
+    """TabR needs its candidates (the preprocessed training rows) at inference: the MLflow model keeps them as
+    safetensors beside the weights, and predicts as TabR does with them; a table with numeric and categorical
+    columns but no binary ones passes x_cat as x_cat (not as the absent x_bin)."""
+    from zoo.blocks.retrieval import Candidates
+    from zoo.pyfunc import write_candidates
+
+    torch.manual_seed(0)
+    model = zoo.create_model("tabular/tabr", n_num_features=3, cat_cardinalities=[4], num_classes=1).eval()
+    zoo.save_pretrained(model, tmp_path / "folder")
+    rows = Candidates(torch.randn(120, 3), None, torch.randint(0, 4, (120, 1)), torch.randn(120))
+    write_candidates(tmp_path / "folder", {k: v for k, v in rows._asdict().items() if v is not None})
+    pyfunc = _served(model, tmp_path)
+    assert [i.name for i in pyfunc.metadata.get_input_schema().inputs] == ["x_num", "x_cat"]
+    x_num = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    x_cat = np.random.default_rng(1).integers(0, 4, (5, 1))
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x_num), None, torch.from_numpy(x_cat), candidates=rows).numpy()
+    np.testing.assert_allclose(pyfunc.predict({"x_num": x_num, "x_cat": x_cat}), expected, rtol=1e-5, atol=1e-5)

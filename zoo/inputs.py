@@ -9,6 +9,7 @@ data module recorded, else the model card's (``ModelCard.inputs``); a tabular mo
 from __future__ import annotations
 
 import inspect
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,19 +48,23 @@ def _factory_defaults(model_id: str) -> dict[str, Any]:
 
 
 def example_inputs(model: nn.Module, model_id: str, data_hparams: dict[str, Any] | None = None,
-                   input_shape: tuple[int, ...] | None = None) -> tuple[list[InputSpec], list[int | None]]:
+                   input_shape: tuple[int, ...] | None = None, given_keywords: Collection[str] = ()
+                   ) -> tuple[list[InputSpec], list[int | None]]:
     """The inputs to export ``model`` with, and how they map onto its positional arguments.
 
     The trained model's shapes (:func:`trained_input_shapes`, ``data_hparams``: the data module's arguments as a
     checkpoint records them), except that ``input_shape`` replaces the first input's shape; a tabular model
     (forward ``x_num, x_bin, x_cat``) gets the feature kinds its configuration has (x_cat int64 codes).
 
+    ``given_keywords``: keyword-only arguments of ``forward`` the caller supplies itself (a retrieval model's
+    ``candidates``); any other required one is a ZooError.
+
     Returns:
         the input specs, and per positional argument of ``model.forward`` the index of its input (None: None).
     """
     signature = inspect.signature(model.forward)
-    required = [n for n, p in signature.parameters.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty]
+    required = [n for n, p in signature.parameters.items() if n not in given_keywords
+                and p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty]
     if required:
         raise ZooError(f"{model_id} needs {', '.join(required)} at inference besides its inputs (keyword "
                        f"argument{'s' if len(required) > 1 else ''} of {type(model).__name__}.forward, e.g. the "
