@@ -180,3 +180,40 @@ def test_tabr_is_a_pyfunc_that_retrieves_from_its_training_rows(tmp_path):
     with torch.no_grad():
         expected = model(torch.from_numpy(x_num), None, torch.from_numpy(x_cat), candidates=rows).numpy()
     np.testing.assert_allclose(pyfunc.predict({"x_num": x_num, "x_cat": x_cat}), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "shape"), [
+    (["finance/tlob", "--data.seq_len", "16", "--model.model_kwargs", "{seq_len: 16, num_layers: 1}"], (16, 46)),
+    (["medical/deepsurv", "--data.covariates", "[age, tsize, pnodes]"], (3,)),
+], ids=["tlob_16_snapshots", "deepsurv_3_covariates"])
+def test_a_quick_start_trained_at_another_shape_is_served_at_that_shape(args, shape, tmp_path, monkeypatch):
+    """`zoo train` at a shape the card does not have (a 16-snapshot TLOB window, three DeepSurv covariates), then
+    mlflow.pyfunc.load_model on the run's logged model predicts like the checkpoint's model."""
+    import contextlib
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from zoo.checkpoints import read_checkpoint
+    from zoo.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with contextlib.redirect_stdout(None):
+        assert main(["train", *args, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                     "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
+                     "--trainer.enable_progress_bar", "false"]) == 0
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("zoo").experiment_id
+    (logged,) = client.search_logged_models([experiment])
+    assert logged.model_type == "pyfunc"
+    mlflow.set_tracking_uri(uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
+    assert tuple(pyfunc.metadata.get_input_schema().inputs[0].shape) == (-1, *shape)
+    (run,) = client.search_runs([experiment])
+    model = read_checkpoint(run.info.artifact_uri.removeprefix("file://") + "/checkpoints/best.ckpt").build_model()
+    x = np.random.default_rng(0).standard_normal((4, *shape)).astype(np.float32)
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(pyfunc.predict(x), expected, rtol=1e-5, atol=1e-5)
