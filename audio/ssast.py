@@ -188,6 +188,10 @@ class SSAST(nn.Module):
     def no_weight_decay(self) -> set[str]:
         return {"v.pos_embed", "v.cls_token", "v.dist_token", "mask_embed"}
 
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """One clip's filterbank: (input_tdim, input_fdim) (``zoo.protocols.DeclaresInputShapes``)."""
+        return {"input": (self.input_tdim, self.input_fdim)}
+
     # --- shared encoder -----------------------------------------------------------------------------------------
     def _spectrogram(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, F) filterbank -> (B, 1, F, T), checking the shape."""

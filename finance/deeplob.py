@@ -71,6 +71,10 @@ class DeepLOB(nn.Module):
         self.lstm = nn.LSTM(input_size=192, hidden_size=64, num_layers=1, batch_first=True)
         self.fc1 = nn.Linear(64, num_classes * num_horizons)
 
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """One window: (seq_len, 40) (``zoo.protocols.DeclaresInputShapes``)."""
+        return {"input": (self.seq_len, self.num_features)}
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, 40) -> (B, 64), the last LSTM state."""
         if x.ndim != 3 or x.shape[1:] != (self.seq_len, self.num_features):

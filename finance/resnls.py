@@ -66,6 +66,10 @@ class ResNLS(nn.Module):
         self.lstm = nn.LSTM(window, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 1)
 
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """One window: (window, 1) (``zoo.protocols.DeclaresInputShapes``)."""
+        return {"input": (self.window, 1)}
+
     def refine(self, x: Tensor) -> Tensor:
         """(B, W) -> r = x + w * CNN(x), (B, W); the identity for the LSTM-only ablation."""
         return x if self.cnn is None else x + self.w * self.cnn(x)

@@ -91,6 +91,10 @@ class _LOBModel(nn.Module):
             raise InputShapeError(f"{type(self).__name__} expects windows (batch, {self.seq_len} snapshots, "
                                   f"{self.num_features} features), got {tuple(x.shape)}")
 
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """One window: (seq_len, num_features) (``zoo.protocols.DeclaresInputShapes``)."""
+        return {"input": (self.seq_len, self.num_features)}
+
     def _embed_order_type(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, F) with the event type in ``order_type_column`` -> (B, T, F): the other columns, then the
         (detached, as in the official code) embedding of the event type as the last column."""

@@ -218,6 +218,12 @@ class BioFusionNet(nn.Module):
         if mask is not None and mask.shape != patches.shape[:2]:
             raise InputShapeError(f"mask must be (B, N) = {tuple(patches.shape[:2])}, got {tuple(mask.shape)}")
 
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """Patches (any number up to 500, in_features), genes and clinical covariates
+        (``zoo.protocols.DeclaresInputShapes``)."""
+        return {"input": (None, self.in_features), "genes": (self.gene_features,),
+                "clinical": (self.clinical_features,)}
+
     def embed_patches(self, patches: Tensor) -> Tensor:
         """(B, N, 1152) extractor features -> (B, N, 256) VAE means (detached: the VAE is its own stage)."""
         if self.vae is None:

@@ -52,6 +52,10 @@ class DeepSurv(nn.Module):
             raise InputShapeError(f"DeepSurv takes float covariates (B, {self.in_features}), got {tuple(x.shape)} "
                                   f"{x.dtype}")
 
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """One patient's covariates: (in_features,) (``zoo.protocols.DeclaresInputShapes``)."""
+        return {"input": (self.in_features,)}
+
     def forward(self, x: Tensor) -> Tensor:
         """x (B, in_features) -> log-risk (B,)."""
         self.check_input(x)

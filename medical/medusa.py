@@ -155,6 +155,11 @@ class Medusa(nn.Module):
                 raise InputShapeError(f"attention_image must be {expected} (per-image standardised grayscale), got "
                                       f"{tuple(attention_image.shape)}")
 
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """The image at any size, and the body's grayscale copy at ``body_size``
+        (``zoo.protocols.DeclaresInputShapes``)."""
+        return {"input": (self.in_chans, None, None), "attention_image": (1, self.body_size, self.body_size)}
+
     def attention_maps(self, x: Tensor, attention_image: Tensor | None = None) -> list[Tensor]:
         """The body's four attention maps (sigmoid, in [0, 1]), finest first."""
         if attention_image is None:

@@ -34,6 +34,10 @@ class SepsisGRU(nn.Module):
                             batch_first=True)
         self.linear = nn.Linear(d_model, num_classes)
 
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """One stay: (hours of any number, in_features) (``zoo.protocols.DeclaresInputShapes``)."""
+        return {"input": (None, self.in_features)}
+
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B, T, in_features), (B,) -> (B, T, num_classes)."""
         if x.ndim != 3 or x.shape[-1] != self.in_features:

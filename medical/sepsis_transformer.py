@@ -153,6 +153,10 @@ class SepsisTransformer(nn.Module):
             if bool((lengths < 1).any()) or bool((lengths > x.shape[1]).any()):
                 raise InputShapeError(f"lengths must lie in [1, {x.shape[1]}], got {lengths.tolist()}")
 
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """One stay: (hours of any number, in_features) (``zoo.protocols.DeclaresInputShapes``)."""
+        return {"input": (None, self.in_features)}
+
     def forward_features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B, T, in_features), (B,) -> (B, T, d_model) causal hidden states."""
         self.check_input(x, lengths)

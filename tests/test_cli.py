@@ -164,3 +164,60 @@ def test_halonet_quick_start_is_upscaled_to_256_px(capsys):
     with pytest.raises(SystemExit):
         main(["train", "vision/halonet26t", "--print_config"])
     assert yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["image_size"] == 256
+
+
+def _task_flags(model_id: str) -> dict[str, str]:
+    """``--model.X`` flag -> its help text, from the task section of ``zoo train MODEL --help``."""
+    from zoo.cli import model_help
+
+    text = model_help("train", model_id, None)
+    section = text.split("task flags", 1)[1].split("\n\n", 1)[0]
+    flags = {}
+    for line in section.splitlines()[1:]:
+        match = re.match(r"\s+--model\.(\w+) (?:required|= .*?)(?:   (.*))?$", line)
+        assert match, line
+        flags[match.group(1)] = match.group(2) or ""
+    return flags
+
+
+def test_each_kind_is_offered_only_the_task_flags_that_apply_to_it():
+    image, audio, lob = (_task_flags(m) for m in ("vision/eca_resnet18", "audio/ssast_tiny_patch", "finance/tlob"))
+    mixing = {"mixup_alpha", "cutmix_alpha", "mix_prob", "mix_switch_prob"}
+    assert mixing | {"explain_images", "label_smoothing", "ema_decay"} <= set(image)
+    # order-book windows: no mixing, no Grad-CAM; spectrograms: Mixup (the SSAST recipes use it) but no CutMix
+    # boxes and no Grad-CAM layer on the card
+    assert not (mixing | {"explain_images"}) & set(lob) and {"label_smoothing", "ema_decay"} <= set(lob)
+    assert {"mixup_alpha", "mix_prob"} <= set(audio)
+    assert not {"cutmix_alpha", "mix_switch_prob", "explain_images"} & set(audio)
+
+
+def test_a_flag_that_does_not_apply_is_refused_naming_why():
+    from zoo.tasks.classification import ClassificationTask
+    from zoo.tasks.lob import LOBTrendTask
+
+    with pytest.raises(ValueError, match=r"--model.mixup_alpha does not apply to finance/tlob: .*order-book"):
+        LOBTrendTask("finance/tlob", mixup_alpha=0.2, model_kwargs={"seq_len": 8, "num_layers": 1})
+    with pytest.raises(ValueError, match=r"--model.cutmix_alpha does not apply to audio/ssast_tiny_patch: CutMix"):
+        ClassificationTask("audio/ssast_tiny_patch", num_classes=3, cutmix_alpha=1.0)
+
+
+def test_help_lines_give_the_whole_description():
+    """Args entries that run over several docstring lines are shown whole, and an entry naming two arguments
+    ("mixup_alpha / cutmix_alpha:") describes both."""
+    image = _task_flags("vision/eca_resnet18")
+    assert image["explain_images"].endswith("(for models whose card names a Grad-CAM layer; 0 turns it off).")
+    assert image["decay_norm_and_bias"].endswith("and none to the model's ``no_weight_decay()`` names.")
+    assert image["cutmix_alpha"] == image["mixup_alpha"] and image["mixup_alpha"].endswith(
+        "(CutMix with ``mix_switch_prob``).")
+    assert "**kwargs" not in image["explain_images"]  # the next entry is not run into the previous one
+
+
+def test_explain_defaults_to_the_cards_layer_and_names_a_finer_one_at_small_inputs(trained_run, tmp_path, capsys):
+    """ECA-ResNet's card names layer4; at the run's 16 px its map is 1x1, and the line says which layer is finer."""
+    image = sorted((trained_run.root / "digits" / "digit_3").glob("*.png"))[0]
+    assert zoo.get_card("vision/eca_resnet18").target_layer == "layer4"
+    assert main(["explain", "--ckpt", trained_run.best, "--image", str(image), "--output",
+                 str(tmp_path / "cam.png")]) == 0
+    out = capsys.readouterr().out
+    assert "at layer layer4 over the 16px" in out
+    assert re.search(r"note: at 16 px the card's layer layer4 gives a map under 7x7.*--layer \w+ gives a finer one", out)

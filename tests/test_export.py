@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+import zoo
 from zoo.cli import main
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -210,3 +211,59 @@ def test_outputs_that_differ_fail_the_check(register_toy, monkeypatch, capsys):
     assert main(["export", "--model", toy, "--format", "onnx"]) == 1
     out, err = capsys.readouterr()
     assert "FAIL" in out and f"{toy}: the exported onnx outputs differ from PyTorch by more than 0.0001" in err
+
+
+class _Slow(nn.Module):
+    """A model whose every call takes 0.4 s (as a large model's tracing takes minutes)."""
+
+    def forward(self, x):
+        import time
+
+        time.sleep(0.4)
+        return x * 2
+
+
+class _PerExample(nn.Module):
+    """Loops over the batch in Python: torch.export specialises the batch size to the traced one."""
+
+    def forward(self, x):
+        return torch.stack([row.sum() * row for row in x.unbind(0)])
+
+
+def test_export_stops_at_its_time_limit_naming_the_stage_and_leaves_no_file(register_toy, capsys):
+    slow = register_toy("slow", _Slow, (3,))
+    assert main(["export", "--model", slow, "--format", "torch_export", "--timeout", "0.6"]) == 1
+    out, err = capsys.readouterr()
+    assert "running the model once" in out  # each stage says so as it starts
+    assert re.fullmatch(rf"zoo export: error: {slow}: export stopped after \d+ s, the time limit \(--timeout 0.6\), "
+                        r"while (tracing|running).* no file was written\..*\n", err), err
+    assert not list(Path.cwd().glob("*.pt2")) and not list(Path.cwd().glob(".*partial*"))
+
+
+def test_a_model_that_fixes_the_batch_exports_at_batch_1_and_says_so(register_toy, capsys):
+    loop = register_toy("per_example", _PerExample, (3,))
+    for fmt, suffix in (("torch_export", "pt2"), ("onnx", "onnx")):
+        assert main(["export", "--model", loop, "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        assert "the model's code fixes the batch size" in out and "tracing again at batch 1" in out
+        assert "batch fixed at 1" in out and "call the exported file one example at a time" in out
+        assert list(_differences(out)) == [1]  # checked where it holds
+        assert Path(f"per_example.{suffix}").is_file()
+
+
+def test_a_tiny_vmamba_exports_with_a_dynamic_batch(tmp_path):
+    """VMamba's selective scan tiled the batch in Python loops, which fixed the exported batch at 2 (a 14-minute
+    export that then failed); under torch.export the scan traces its sequential recurrence instead."""
+    from zoo.export import export_model
+    from zoo.inputs import example_inputs
+
+    torch.manual_seed(0)
+    model = zoo.create_model("vision/vmamba_tiny", depths=(1,), dims=8, num_classes=3).eval()
+    specs, slots = example_inputs(model, "vision/vmamba_tiny", {"image_size": 16})
+    assert [s.shape for s in specs] == [(3, 16, 16)]
+    stages = []
+    result = export_model(model, "vision/vmamba_tiny", "torch_export", tmp_path / "vmamba.pt2", specs, slots,
+                          progress=stages.append, timeout=600)
+    assert result.dynamic_batch and set(result.differences) == {1, 3}
+    assert max(result.differences.values()) <= 1e-5
+    assert stages[1].startswith("tracing with torch.export, dynamic batch") and len(stages) == 4

@@ -29,6 +29,10 @@ class LSTMForecaster(nn.Module):
                             dropout=dropout if layers > 1 else 0.0)
         self.head = nn.Linear(hidden, horizon * targets)
 
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """One window: (window, or any length when None, variables) (``zoo.protocols.DeclaresInputShapes``)."""
+        return {"input": (self.window, self.variables)}
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, W, V) -> (B, H, T)."""
         if x.ndim != 3 or x.shape[-1] != self.variables or (self.window is not None and x.shape[1] != self.window):

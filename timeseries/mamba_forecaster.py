@@ -46,6 +46,10 @@ class MambaForecaster(nn.Module):
         self.norm = nn.RMSNorm(dim, eps=1e-5)
         self.head = nn.Linear(dim, horizon * targets)
 
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """One window: (window, or any length when None, variables) (``zoo.protocols.DeclaresInputShapes``)."""
+        return {"input": (self.window, self.variables)}
+
     def _check(self, x: Tensor) -> None:
         if x.ndim != 3 or x.shape[-1] != self.variables or (self.window is not None and x.shape[1] != self.window):
             length = self.window if self.window is not None else "window"

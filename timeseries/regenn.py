@@ -168,6 +168,10 @@ class ReGENN(nn.Module):
             self.autoregression = self.autoregression_bias = None
         self.output_activation = nn.ReLU() if output_activation == "relu" else nn.Identity()
 
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """One window: (window, variables) (``zoo.protocols.DeclaresInputShapes``)."""
+        return {"input": (self.window, self.variables)}
+
     @staticmethod
     def _merge_directions(out: Tensor, lstm: nn.LSTM) -> Tensor:
         if lstm.bidirectional:

@@ -135,30 +135,43 @@ data and recipe, ask with the model: `zoo {command} vision/eca_resnet50 --help`.
 
 
 def _argument_docs(cls: type) -> dict[str, str]:
-    """``name: description`` lines of the ``Args:`` sections of ``cls`` and its bases, first line of each."""
+    """``name: description`` of the ``Args:`` sections of ``cls`` and its bases, each description whole (its
+    continuation lines joined); an entry naming several arguments ("mixup_alpha / cutmix_alpha:", "a, b:") gives
+    each of them the description."""
     import inspect
     import re
 
+    entry = re.compile(r"(\s+)(\**\w+(?:\s*(?:,|/)\s*\w+)*):\s*(.*)")
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         text = inspect.getdoc(klass) or ""
         if "Args:" not in text:
             continue
+        names: list[str] = []
+        indent = 0
         for line in text.split("Args:", 1)[1].splitlines():
-            match = re.match(r"\s{4}(\w+)(?:, \w+)*:\s*(.*)", line)
-            if match:
-                docs[match.group(1)] = match.group(2)
-            elif line and not line.startswith(" "):
-                break
+            if line.strip() and not line.startswith(" "):
+                break  # the next section ("Returns:", prose)
+            match = entry.fullmatch(line)
+            if match and (not names or len(match.group(1)) <= indent):
+                indent = len(match.group(1))
+                names = re.split(r"\s*[,/]\s*", match.group(2))
+                for name in names:
+                    docs[name] = match.group(3).strip()
+            elif names and line.strip():  # a continuation line of the current entry
+                for name in names:
+                    docs[name] = f"{docs[name]} {line.strip()}".strip()
     return docs
 
 
-def _flag_lines(prefix: str, cls: type, values: dict[str, Any]) -> list[str]:
+def _flag_lines(prefix: str, cls: type, values: dict[str, Any], hidden: frozenset[str] = frozenset()) -> list[str]:
+    """One line per constructor argument of ``cls`` and its bases (``--prefix.name = default   description``),
+    with ``values`` (the recipe's) as defaults; ``hidden``: arguments that do not apply to the model."""
     import inspect
 
     docs = _argument_docs(cls)
     lines: list[str] = []
-    seen = {"self", "args", "kwargs", "optimizer", "lr_scheduler"}  # the last two are --optimizer, --lr_scheduler
+    seen = {"self", "args", "kwargs", "optimizer", "lr_scheduler", *hidden}  # --optimizer, --lr_scheduler
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
@@ -170,6 +183,12 @@ def _flag_lines(prefix: str, cls: type, values: dict[str, Any]) -> list[str]:
             shown = "required" if default is inspect.Parameter.empty else f"= {default!r}"
             lines.append(f"  --{prefix}.{name} {shown}" + (f"   {docs[name]}" if name in docs else ""))
     return lines
+
+
+def _inapplicable(task_class: type, card: Any) -> frozenset[str]:
+    """The task arguments that do nothing for a model of ``card`` (the task's ``inapplicable_arguments``)."""
+    ask = getattr(task_class, "inapplicable_arguments", None)
+    return frozenset(ask(card)) if ask is not None else frozenset()
 
 
 def model_help(command: str, model_id: str, recipe: str | None) -> str:
@@ -187,7 +206,8 @@ def model_help(command: str, model_id: str, recipe: str | None) -> str:
     lines = [f"usage: zoo {command} {model_id} [--recipe NAME] [--resume [RUN_ID]] [--ckpt CKPT] [flags]", "",
              f"{model_id}: {card.paper.title} ({card.task}); recipes: {recipes} "
              f"(using {recipe or 'quickstart' if card.recipes else 'none'})", "",
-             f"task flags ({task_class.__name__}):", *_flag_lines("model", task_class, config.get("model") or {})]
+             f"task flags ({task_class.__name__}):",
+             *_flag_lines("model", task_class, config.get("model") or {}, _inapplicable(task_class, card))]
     data = config.get("data") or {}
     if data.get("class_path"):
         data_class = import_class(data["class_path"])

@@ -4,10 +4,15 @@
     zoo export --model MODEL_ID [--pretrained SOURCE] --format ...
 
 The model is rebuilt from the checkpoint through ``zoo.create_model`` (weights-only loading, nothing in the file is
-imported or run). The example inputs come from the model card (``ModelCard.inputs``: one tensor per input, batch
-first), at the checkpoint's own image size or table width when it records one. The batch dimension is dynamic
-(``torch.export.Dim``): the program is traced at batch 2 and checked at batches 1 and 3, onnxruntime (CPU) or
-``torch.export.load`` against the PyTorch model, max |difference| <= ``--atol`` (1e-4).
+imported or run). The example inputs are the trained model's (``zoo.inputs.example_inputs``: one tensor per input,
+batch first, at the sizes the model's configuration and the checkpoint's data record, else the card's). The batch
+dimension is dynamic (``torch.export.Dim``): the program is traced at batch 2 and checked at batches 1 and 3,
+onnxruntime (CPU) or ``torch.export.load`` against the PyTorch model, max |difference| <= ``--atol`` (1e-4). When the
+model's code fixes the batch size, the program is exported at batch 1 instead, checked there, and the command says so.
+
+Each stage prints one line as it starts; ``--timeout`` (600 s) stops the export with a message naming the stage it
+was in. The file is written beside the target and renamed over it once checked: a failed, stopped or interrupted
+export leaves no file.
 
 ONNX goes through the dynamo exporter (``torch.onnx.export(..., dynamo=True)``, needs ``onnx`` and
 ``onnxscript``); only when that fails is the TorchScript-based exporter tried, and the command says so. When the
@@ -23,7 +28,11 @@ import io
 import logging
 import os
 import re
+import signal
+import threading
+import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +50,9 @@ EXPORT_ARTIFACT_DIR = "export"
 TRACE_BATCH = 2  # not 0 or 1, which torch.export would specialise the batch dimension to
 CHECK_BATCHES = (1, 3)
 MAX_BATCH = 4096
+DEFAULT_TIMEOUT_S = 600.0
+
+Progress = Callable[[str], None]
 
 
 @dataclass
@@ -51,6 +63,7 @@ class ExportResult:
     exporter: str
     differences: dict[int, float]
     note: str = ""
+    dynamic_batch: bool = True
 
 
 class _Positional(nn.Module):
@@ -160,36 +173,64 @@ def _max_difference(expected: list[Tensor], actual: list[Any], what: str) -> flo
     return worst
 
 
-def _dynamic_shapes(specs: list[InputSpec]) -> dict[str, tuple[dict[int, Any], ...]]:
+def _dynamic_shapes(specs: list[InputSpec], dynamic: bool = True) -> dict[str, tuple[dict[int, Any], ...]] | None:
+    """The batch dimension of every input as one ``torch.export.Dim`` (None: every dimension static)."""
+    if not dynamic:
+        return None
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     return {"inputs": tuple({0: batch} for _ in specs)}  # the *inputs of _Positional.forward
 
 
-def _export_program(module: nn.Module, args: tuple[Tensor, ...], specs: list[InputSpec]):
-    with _quiet():
-        return torch.export.export(module, args, dynamic_shapes=_dynamic_shapes(specs), strict=False)
+class _FixedBatchError(Exception):
+    """The model's code fixes the batch size, so the batch cannot be a dynamic dimension of the exported program."""
+
+
+def _fixes_batch(err: BaseException) -> bool:
+    return "fixes the batch size" in failure_reason(err)
+
+
+def _export_program(module: nn.Module, args: tuple[Tensor, ...], specs: list[InputSpec], dynamic: bool = True):
+    try:
+        with _quiet():
+            return torch.export.export(module, args, dynamic_shapes=_dynamic_shapes(specs, dynamic), strict=False)
+    except Exception as err:
+        if dynamic and _fixes_batch(err):
+            raise _FixedBatchError(failure_reason(err)) from err
+        raise
 
 
 def _onnx(module: nn.Module, args: tuple[Tensor, ...], specs: list[InputSpec], path: Path,
-          opset: int | None) -> tuple[str, str]:
-    """Write the ONNX file; returns (exporter, note). The TorchScript exporter only runs when dynamo fails."""
+          opset: int | None, dynamic: bool = True) -> tuple[str, str]:
+    """Write the ONNX file; returns (exporter, note). The TorchScript exporter only runs when dynamo fails for
+    another reason than a batch size the model's code fixes (raised as ``_FixedBatchError``: the caller exports at
+    batch 1 instead)."""
     names = [s.name for s in specs]
     try:
+        # traced by torch.export here, so that a batch the model's code fixes is an error (given the module, the
+        # ONNX exporter relaxes the batch Dim and writes a graph that runs at the traced batch only)
+        exported = _export_program(module, args, specs, dynamic)
         with _quiet():
-            program = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=_dynamic_shapes(specs),
-                                        input_names=names, opset_version=opset, external_data=False,
-                                        optimize=True, verbose=False)
+            program = torch.onnx.export(exported, args, dynamo=True, input_names=names, opset_version=opset,
+                                        external_data=False, optimize=True, verbose=False)
             program.save(str(path), external_data=False)
         return "dynamo", ""
+    except _FixedBatchError:
+        raise
     except ImportError as err:
         raise ZooError(f"ONNX export needs the onnx and onnxscript packages: {err}") from None
+    except ExportTimeoutError:
+        raise
     except Exception as err:
+        if dynamic and _fixes_batch(err):
+            raise _FixedBatchError(failure_reason(err)) from err
         dynamo_reason = failure_reason(err)
     try:
         with _quiet(), _quiet_fd():
             torch.onnx.export(module, args, str(path), dynamo=False, input_names=names,
-                              dynamic_axes={n: {0: "batch"} for n in names},
+                              dynamic_axes={n: {0: "batch"} for n in names} if dynamic else None,
                               opset_version=opset or 17)
+    except ExportTimeoutError:
+        raise
     except Exception as err:
         raise _BothExportersFailedError(f"{dynamo_reason} (dynamo exporter); the TorchScript exporter: "
                              f"{failure_reason(err)}") from None
@@ -201,7 +242,7 @@ class _BothExportersFailedError(Exception):
 
 
 def _check_onnx(path: Path, module: nn.Module, specs: list[InputSpec], generator: torch.Generator,
-                batches: tuple[int, ...]) -> dict[int, float]:
+                batches: tuple[int, ...], progress: Progress) -> dict[int, float]:
     try:
         import onnxruntime
     except ImportError as err:
@@ -210,12 +251,14 @@ def _check_onnx(path: Path, module: nn.Module, specs: list[InputSpec], generator
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    fixed = [i for i in session.get_inputs() if i.shape and isinstance(i.shape[0], int)]
+    fixed = [i for i in session.get_inputs() if i.shape and isinstance(i.shape[0], int)
+             and batches != (i.shape[0],)]
     if fixed:  # the exporter fell back to a static graph
         raise ZooError(f"the batch dimension of input {fixed[0].name} is fixed at {fixed[0].shape[0]} in the ONNX "
                        "graph: the model's code fixes the batch size, so it cannot be a dynamic dimension")
     differences = {}
     for batch in batches:
+        progress(f"checking with onnxruntime at batch {batch}")
         inputs = [s.sample(batch, generator) for s in specs]
         with torch.no_grad():
             expected = _flat(module(*inputs))
@@ -227,10 +270,11 @@ def _check_onnx(path: Path, module: nn.Module, specs: list[InputSpec], generator
 
 
 def _check_program(path: Path, module: nn.Module, specs: list[InputSpec], generator: torch.Generator,
-                   batches: tuple[int, ...]) -> dict[int, float]:
+                   batches: tuple[int, ...], progress: Progress) -> dict[int, float]:
     loaded = torch.export.load(str(path)).module()
     differences = {}
     for batch in batches:
+        progress(f"checking the loaded program at batch {batch}")
         inputs = [s.sample(batch, generator) for s in specs]
         with torch.no_grad():
             expected = _flat(module(*inputs))
@@ -239,70 +283,138 @@ def _check_program(path: Path, module: nn.Module, specs: list[InputSpec], genera
     return differences
 
 
+class ExportTimeoutError(ZooError):
+    """The export ran past its time limit (``--timeout``)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None, model_id: str, stage: list[str]) -> Iterator[None]:
+    """Raise :class:`ExportTimeoutError` in this thread after ``seconds`` (SIGALRM; the exporters run Python code
+    between their native calls, where the signal lands). ``stage`` holds the stage under way, for the message.
+    No limit without ``seconds``, off the main thread or where there is no SIGALRM."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+    started = time.monotonic()
+
+    def stop(_signum, _frame):
+        raise ExportTimeoutError(f"{model_id}: export stopped after {time.monotonic() - started:.0f} s, the time "
+                                 f"limit (--timeout {seconds:g}), while {stage[0]}; no file was written. A larger "
+                                 "--timeout gives it longer; a smaller --input-shape traces a smaller graph")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def export_model(model: nn.Module, model_id: str, fmt: str, path: str | Path, specs: list[InputSpec],
                  slots: list[int | None] | None = None, opset: int | None = None,
-                 batches: tuple[int, ...] = CHECK_BATCHES, seed: int = 0) -> ExportResult:
+                 batches: tuple[int, ...] = CHECK_BATCHES, seed: int = 0, progress: Progress | None = None,
+                 timeout: float | None = None) -> ExportResult:
     """Export ``model`` (eval mode) to ``path`` and check it against PyTorch at each of ``batches``.
 
     Args:
         model: the model; inputs are (B, *spec.shape) per spec, B dynamic.
         fmt: "onnx" or "torch_export".
         specs, slots: from :func:`example_inputs`.
+        progress: called with one line as each stage starts (tracing, writing, each check).
+        timeout: seconds the whole export may take (None: no limit).
+
+    When the model's code fixes the batch size, the program is exported at batch 1 and checked there
+    (``ExportResult.dynamic_batch`` False, and the note says so).
 
     Raises:
-        ZooError: one line naming the model and why it does not export (the failing operator when known).
+        ZooError: one line naming the model and why it does not export (the failing operator when known);
+            ``ExportTimeoutError`` past ``timeout``, naming the stage. No file is left at ``path`` either way.
     """
     if fmt not in FORMATS:
         raise ZooError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = _Positional(model.eval(), slots if slots is not None else list(range(len(specs)))).eval()
-    generator = torch.Generator().manual_seed(seed)
-    args = tuple(s.sample(TRACE_BATCH, generator) for s in specs)
-    try:
-        with torch.no_grad():
-            module(*args)
-    except Exception as err:
-        shapes = ", ".join(f"{s.name} (B, {', '.join(map(str, s.shape))})" for s in specs)
-        raise ZooError(f"{model_id} does not run on the example inputs {shapes}: {failure_reason(err)}; pass "
-                       "--input-shape") from None
+    say = progress or (lambda _line: None)
+    stage = ["running the model on the example inputs"]
+
+    def step(line: str) -> None:
+        stage[0] = line
+        say(line)
+
     # written beside the target and renamed over it once it runs: a failed or interrupted export leaves no file
     partial = path.with_name(f".{path.stem}.partial{path.suffix}")
     try:
-        exporter, note, differences = _export_and_check(module, model_id, fmt, partial, args, specs, generator,
-                                                        batches, opset)
+        with _time_limit(timeout, model_id, stage):
+            result = _export_and_check(module, model_id, fmt, partial, specs, batches, opset, seed, step)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, path)
-    return ExportResult(path, exporter, differences, note)
+    result.path = path
+    return result
 
 
-def _export_and_check(module: nn.Module, model_id: str, fmt: str, path: Path, args: tuple[Tensor, ...],
-                      specs: list[InputSpec], generator: torch.Generator, batches: tuple[int, ...],
-                      opset: int | None) -> tuple[str, str, dict[int, float]]:
-    """Write the ``fmt`` file at ``path`` and check it at ``batches``: (exporter, note, differences)."""
-    note, exporter = "", "torch.export"
+def _run_once(module: nn.Module, model_id: str, specs: list[InputSpec], args: tuple[Tensor, ...]) -> None:
+    try:
+        with torch.no_grad():
+            module(*args)
+    except ExportTimeoutError:
+        raise
+    except Exception as err:
+        shapes = ", ".join(f"{s.name} (B, {', '.join(map(str, s.shape))})" for s in specs)
+        raise ZooError(f"{model_id} does not run on the example inputs {shapes}: {failure_reason(err)}; pass "
+                       "--input-shape") from None
+
+
+def _export_and_check(module: nn.Module, model_id: str, fmt: str, path: Path, specs: list[InputSpec],
+                      batches: tuple[int, ...], opset: int | None, seed: int, step: Progress) -> ExportResult:
+    """Trace, write the ``fmt`` file at ``path`` and check it at ``batches``; at batch 1 when the batch cannot be
+    dynamic."""
+    generator = torch.Generator().manual_seed(seed)
+    args = tuple(s.sample(TRACE_BATCH, generator) for s in specs)
+    step(f"running the model once on the example inputs (batch {TRACE_BATCH})")
+    _run_once(module, model_id, specs, args)
+    how = "torch.export" if fmt == "torch_export" else "the dynamo ONNX exporter (torch.export, then ONNX)"
+    step(f"tracing with {how}, dynamic batch")
+    try:
+        exporter, note = _write(module, model_id, fmt, path, args, specs, opset, dynamic=True)
+        dynamic = True
+    except _FixedBatchError as err:
+        step(f"{err}; tracing again at batch 1")
+        args = tuple(s.sample(1, generator) for s in specs)
+        exporter, note = _write(module, model_id, fmt, path, args, specs, opset, dynamic=False)
+        note = "; ".join(filter(None, [note, "the batch dimension is fixed at 1: the model's code fixes the batch "
+                                             "size, so call the exported file one example at a time"]))
+        batches, dynamic = (1,), False
+    check = _check_onnx if fmt == "onnx" else _check_program
+    try:
+        differences = check(path, module, specs, generator, batches, step)
+    except ZooError as err:
+        if isinstance(err, ExportTimeoutError):
+            raise
+        raise ZooError(f"{model_id}: the exported {fmt} file does not match the model: {err}") from None
+    except Exception as err:
+        raise ZooError(f"{model_id}: the exported {fmt} file does not run: {failure_reason(err)}") from None
+    return ExportResult(path, exporter, differences, note, dynamic)
+
+
+def _write(module: nn.Module, model_id: str, fmt: str, path: Path, args: tuple[Tensor, ...], specs: list[InputSpec],
+           opset: int | None, dynamic: bool) -> tuple[str, str]:
+    """Write the ``fmt`` file at ``path``: (exporter, note). ``_FixedBatchError`` when ``dynamic`` cannot be."""
     try:
         if fmt == "torch_export":
-            program = _export_program(module, args, specs)
+            program = _export_program(module, args, specs, dynamic)
             torch.export.save(program, str(path))
-        else:
-            exporter, note = _onnx(module, args, specs, path, opset)
-    except ZooError:
+            return "torch.export", ""
+        return _onnx(module, args, specs, path, opset, dynamic)
+    except (ZooError, _FixedBatchError):
         raise
     except _BothExportersFailedError as err:
         raise ZooError(f"{model_id} does not export to {fmt}: {err}") from None
     except Exception as err:
         raise ZooError(f"{model_id} does not export to {fmt}: {failure_reason(err)}") from None
-    check = _check_onnx if fmt == "onnx" else _check_program
-    try:
-        differences = check(path, module, specs, generator, batches)
-    except ZooError as err:
-        raise ZooError(f"{model_id}: the exported {fmt} file does not match the model: {err}") from None
-    except Exception as err:
-        raise ZooError(f"{model_id}: the exported {fmt} file does not run: {failure_reason(err)}") from None
-    return exporter, note, differences
 
 
 # --- MLflow -----------------------------------------------------------------------------------------------------
@@ -365,7 +477,20 @@ def _parser() -> argparse.ArgumentParser:
                         help="shape of one example of the first input without the batch, e.g. 3,64,64")
     parser.add_argument("--atol", type=float, default=1e-4, help="largest |difference| accepted (1e-4)")
     parser.add_argument("--run", help="MLflow run to log the file to (default: the run holding --ckpt)")
+    parser.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT_S,
+                        help=f"seconds the export may take before it stops, leaving no file ({DEFAULT_TIMEOUT_S:g}; "
+                             "0 for no limit)")
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"the time limit must be >= 0 seconds (0: none), got {text}")
+    return seconds
 
 
 def _load(options: argparse.Namespace) -> tuple[nn.Module, str, dict[str, Any]]:
@@ -399,13 +524,21 @@ def _export_command(options: argparse.Namespace) -> int:
     specs, slots = example_inputs(model, model_id, data_hparams, options.input_shape)
     output = Path(options.output or Path.cwd() / (model_id.rsplit("/", 1)[-1] + FORMATS[options.format]))
     shapes = ", ".join(f"{s.name} (batch, {', '.join(map(str, s.shape))})" for s in specs)
+    limit = f"time limit {options.timeout:g} s" if options.timeout else "no time limit"
     print(f"exporting {model_id} to {options.format} with inputs {shapes}: tracing, then checking at batches "
-          f"{' and '.join(map(str, CHECK_BATCHES))} (a large model takes minutes)", flush=True)
-    result = export_model(model, model_id, options.format, output, specs, slots, options.opset)
+          f"{' and '.join(map(str, CHECK_BATCHES))} (a large model takes minutes; {limit})", flush=True)
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        print(f"  [{time.monotonic() - started:4.0f} s] {line}", flush=True)
+
+    result = export_model(model, model_id, options.format, output, specs, slots, options.opset, progress=progress,
+                          timeout=options.timeout or None)
     if result.note:
         print(f"note: {result.note}")
+    batch = "dynamic batch" if result.dynamic_batch else "batch fixed at 1"
     print(f"wrote {result.path.resolve()} ({options.format}, {result.exporter} exporter, inputs {shapes}, "
-          f"dynamic batch)")
+          f"{batch}, {time.monotonic() - started:.0f} s)")
     checker = "onnxruntime (CPU)" if options.format == "onnx" else "torch.export.load"
     failed = []
     for batch, difference in result.differences.items():

@@ -1,13 +1,15 @@
 """The inputs a model takes, as specs with shapes and dtypes, and random example batches of them: what
 ``zoo export`` traces and checks with and what the MLflow model's signature and input example show.
 
-The shapes come from the model card (``ModelCard.inputs``), at the trained model's own size where the data module
-recorded it (image size, number of frames), and a tabular model's from its configuration.
+The shapes are the trained model's (:func:`trained_input_shapes`): what its configuration fixes (a window length, a
+number of features, declared through ``zoo.protocols.DeclaresInputShapes``), the image size or number of frames its
+data module recorded, else the model card's (``ModelCard.inputs``); a tabular model's come from its configuration.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from zoo.errors import ZooError
+from zoo.protocols import DeclaresInputShapes
 from zoo.registry import get_card, get_entry
 
-__all__ = ["TABULAR_INPUTS", "InputSpec", "example_inputs"]
+__all__ = ["TABULAR_INPUTS", "InputSpec", "example_inputs", "trained_input_shapes"]
 
 TABULAR_INPUTS = ("x_num", "x_bin", "x_cat")
 
@@ -45,22 +48,23 @@ def _factory_defaults(model_id: str) -> dict[str, Any]:
 
 
 def example_inputs(model: nn.Module, model_id: str, data_hparams: dict[str, Any] | None = None,
-                   input_shape: tuple[int, ...] | None = None) -> tuple[list[InputSpec], list[int | None]]:
+                   input_shape: tuple[int, ...] | None = None, given_keywords: Collection[str] = ()
+                   ) -> tuple[list[InputSpec], list[int | None]]:
     """The inputs to export ``model`` with, and how they map onto its positional arguments.
 
-    From the card (``ModelCard.inputs``), except: ``input_shape`` replaces the first input's shape; a data module
-    (``data_hparams``: its arguments, as a checkpoint records them) that records ``image_size`` gives the
-    (C, S, S) image at that size, one that records ``num_frames`` the (frames, bins) spectrogram of that length;
-    a tabular model (forward ``x_num, x_bin, x_cat``) gets the feature kinds its configuration has (x_cat int64
-    codes).
+    The trained model's shapes (:func:`trained_input_shapes`, ``data_hparams``: the data module's arguments as a
+    checkpoint records them), except that ``input_shape`` replaces the first input's shape; a tabular model
+    (forward ``x_num, x_bin, x_cat``) gets the feature kinds its configuration has (x_cat int64 codes).
+
+    ``given_keywords``: keyword-only arguments of ``forward`` the caller supplies itself (a retrieval model's
+    ``candidates``); any other required one is a ZooError.
 
     Returns:
         the input specs, and per positional argument of ``model.forward`` the index of its input (None: None).
     """
-    card = get_card(model_id)
     signature = inspect.signature(model.forward)
-    required = [n for n, p in signature.parameters.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty]
+    required = [n for n, p in signature.parameters.items() if n not in given_keywords
+                and p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty]
     if required:
         raise ZooError(f"{model_id} needs {', '.join(required)} at inference besides its inputs (keyword "
                        f"argument{'s' if len(required) > 1 else ''} of {type(model).__name__}.forward, e.g. the "
@@ -77,15 +81,34 @@ def example_inputs(model: nn.Module, model_id: str, data_hparams: dict[str, Any]
         present = [s for s in specs if s.shape[0] > 0]
         slots = [present.index(s) if s in present else None for s in specs]
         return present, slots
-    shapes = dict(card.inputs)
-    first = tuple(shapes["input"])
-    data = data_hparams or {}
+    shapes = trained_input_shapes(model, model_id, data_hparams)
     if input_shape is not None:
-        first = tuple(input_shape)
-    elif len(first) == 3 and isinstance(data.get("image_size"), int):
-        first = (first[0], data["image_size"], data["image_size"])
-    elif len(first) == 2 and isinstance(data.get("num_frames"), int):  # a spectrogram: (frames, bins)
-        first = (data["num_frames"], first[1])
-    shapes["input"] = first
+        shapes["input"] = tuple(input_shape)
     specs = [InputSpec(name, tuple(shape)) for name, shape in shapes.items()]
     return specs, list(range(len(specs)))
+
+
+def trained_input_shapes(model: nn.Module, model_id: str, data_hparams: dict[str, Any] | None = None
+                         ) -> dict[str, tuple[int, ...]]:
+    """Every input's shape (one example, no batch) for the model as it was built and trained, never the card's
+    default configuration where they differ.
+
+    In order of precedence: the sizes the model's own configuration fixes (``DeclaresInputShapes``: a TLOB window of
+    32 snapshots, 118 ICU features, 82 covariates); then the data module's recorded ``image_size`` (the first input
+    (C, S, S)) or ``num_frames`` (a spectrogram (frames, bins)); then the card's ``inputs``.
+    """
+    shapes = dict(get_card(model_id).inputs)
+    data = data_hparams or {}
+    first = tuple(shapes["input"])
+    if len(first) == 3 and isinstance(data.get("image_size"), int):
+        shapes["input"] = (first[0], data["image_size"], data["image_size"])
+    elif len(first) == 2 and isinstance(data.get("num_frames"), int):  # a spectrogram: (frames, bins)
+        shapes["input"] = (data["num_frames"], first[1])
+    if isinstance(model, DeclaresInputShapes):
+        for name, declared in model.input_shapes().items():
+            default = shapes.get(name)
+            if default is None or len(default) != len(declared):
+                raise ZooError(f"{model_id}: the model declares an input {name!r} of {len(declared)} dimensions "
+                               f"that its card's inputs ({', '.join(f'{k} {v}' for k, v in shapes.items())}) lack")
+            shapes[name] = tuple(d if size is None else int(size) for size, d in zip(declared, default, strict=True))
+    return shapes

@@ -39,6 +39,19 @@ class ChecksInput(Protocol):
 
 
 @runtime_checkable
+class DeclaresInputShapes(Protocol):
+    """A model whose configuration fixes the shape of its inputs (a window of ``seq_len`` snapshots, ``in_features``
+    covariates, the side of a second image): what ``zoo export`` and the MLflow model build their example inputs
+    with, instead of the card's default configuration.
+
+    ``input_shapes()`` maps input names ("input" for the first, then the card's ``extra_inputs`` names) to one
+    example's shape without the batch dimension, None for a dimension of any size (the card's default is used).
+    """
+
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]: ...
+
+
+@runtime_checkable
 class RunRecorder(Protocol):
     """A logger that keeps files with the run (zoo's MLflow logger): figures, texts and artifacts.
 

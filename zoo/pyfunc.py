@@ -6,6 +6,7 @@ The model folder MLflow stores holds, side by side:
   ``mlflow models serve`` and the model registry read);
 - ``model.safetensors``, ``config.json`` and ``README.md``: the ``zoo.save_pretrained`` folder, which
   ``zoo.create_model(model_id, pretrained="models:/<id>")`` loads directly;
+- ``candidates.safetensors`` for a retrieval model (TabR): the preprocessed training rows it retrieves from;
 - ``pyfunc_model.py``: the model as code (MLflow's "models from code"). Nothing is pickled: loading runs that file,
   which rebuilds the network with ``zoo.create_model`` and reads the weights from the safetensors file.
 
@@ -26,10 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo.blocks.retrieval import Candidates
 from zoo.inputs import example_inputs
-from zoo.protocols import ChecksInput
 
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
+CANDIDATES_FILE = "candidates.safetensors"
 EXAMPLE_BATCH = 2
 
 
@@ -43,20 +45,48 @@ def _to_numpy(output: Any) -> Any:
     return np.asarray(output)
 
 
+def write_candidates(folder: Path, stored: dict[str, torch.Tensor]) -> Path:
+    """Write a retrieval model's candidates (the checkpoint's ``{"x_num", "x_bin", "x_cat", "y"}`` tensors: its
+    preprocessed training table) as ``candidates.safetensors`` in a ``save_pretrained`` folder."""
+    from safetensors.torch import save_file
+
+    path = Path(folder) / CANDIDATES_FILE
+    save_file({k: v.detach().cpu().contiguous() for k, v in stored.items() if v is not None}, str(path))
+    return path
+
+
+def read_candidates(folder: Path) -> Candidates | None:
+    """The candidates :func:`write_candidates` wrote in ``folder``, or None when it holds none."""
+    from safetensors.torch import load_file
+
+    path = Path(folder) / CANDIDATES_FILE
+    if not path.is_file():
+        return None
+    stored = load_file(str(path))
+    return Candidates(stored.get("x_num"), stored.get("x_bin"), stored.get("x_cat"), stored["y"])
+
+
 class ZooPythonModel:
-    """Created by ``pyfunc_model.py`` (see the module docstring); ``folder`` holds the safetensors weights."""
+    """Created by ``pyfunc_model.py`` (see the module docstring); ``folder`` holds the safetensors weights (and a
+    retrieval model's candidates)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.model: torch.nn.Module | None = None
         self.names: list[str] = []
+        self.slots: list[int | None] | None = None  # per positional argument of forward: its input (None: None)
+        self.candidates: Candidates | None = None
 
     def load(self) -> None:
         from zoo.factory import create_model
 
         config = json.loads((self.folder / "config.json").read_text())
         self.model = create_model(config["model_id"], pretrained=str(self.folder)).eval()
-        self.names = json.loads((self.folder / "inputs.json").read_text())
+        inputs = json.loads((self.folder / "inputs.json").read_text())
+        if isinstance(inputs, list):  # written before the slots were kept
+            inputs = {"names": inputs, "slots": None}
+        self.names, self.slots = inputs["names"], inputs["slots"]
+        self.candidates = read_candidates(self.folder)
 
     def predict(self, model_input: Any) -> Any:
         if self.model is None:
@@ -70,19 +100,21 @@ class ZooPythonModel:
             arrays = [np.asarray(model_input)]
         tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
         tensors = [t.float() if t.dtype == torch.float64 else t for t in tensors]
-        if isinstance(self.model, ChecksInput) and len(tensors) == 1:  # a served model answers with the shape it takes
-            self.model.check_input(tensors[0])
+        arguments = tensors if self.slots is None else [None if i is None else tensors[i] for i in self.slots]
+        keywords = {} if self.candidates is None else {"candidates": self.candidates}
         with torch.no_grad():
-            return _to_numpy(self.model(*tensors))
+            return _to_numpy(self.model(*arguments, **keywords))
 
 
-def example_batch(model: torch.nn.Module, model_id: str, data_hparams: dict[str, Any] | None) -> tuple[Any, list[str]]:
-    """A random input batch for the signature and input example, and the names of the inputs."""
-    specs, _ = example_inputs(model, model_id, data_hparams)
+def example_batch(model: torch.nn.Module, model_id: str, data_hparams: dict[str, Any] | None,
+                  given_keywords: tuple[str, ...] = ()) -> tuple[Any, list[str], list[int | None]]:
+    """A random input batch for the signature and input example, the names of the inputs, and per positional
+    argument of ``forward`` the index of its input (None: passed as None)."""
+    specs, slots = example_inputs(model, model_id, data_hparams, given_keywords=given_keywords)
     generator = torch.Generator().manual_seed(0)
     arrays = {s.name: s.sample(EXAMPLE_BATCH, generator).numpy() for s in specs}
     names = [s.name for s in specs]
-    return (arrays[names[0]] if len(names) == 1 else arrays), names
+    return (arrays[names[0]] if len(names) == 1 else arrays), names, slots
 
 
 def save_pyfunc(folder: Path, destination: Path, data_hparams: dict[str, Any] | None = None,
@@ -99,9 +131,11 @@ def save_pyfunc(folder: Path, destination: Path, data_hparams: dict[str, Any] | 
     config = json.loads((folder / "config.json").read_text())
     if model is None:  # the folder's model, when the caller does not hold it already
         model = create_model(config["model_id"], pretrained=str(folder)).eval()
-    example, names = example_batch(model, config["model_id"], data_hparams)
+    candidates = read_candidates(folder)
+    example, names, slots = example_batch(model, config["model_id"], data_hparams,
+                                          ("candidates",) if candidates is not None else ())
     runner = ZooPythonModel(folder)
-    runner.model, runner.names = model, names
+    runner.model, runner.names, runner.slots, runner.candidates = model, names, slots, candidates
     signature = infer_signature(example, runner.predict(example))
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
                     f"numpy=={np.__version__}"]
@@ -111,5 +145,5 @@ def save_pyfunc(folder: Path, destination: Path, data_hparams: dict[str, Any] | 
                                  input_example=example, pip_requirements=requirements)
     for item in folder.iterdir():
         shutil.copy2(item, destination / item.name)
-    (destination / "inputs.json").write_text(json.dumps(names) + "\n")
+    (destination / "inputs.json").write_text(json.dumps({"names": names, "slots": slots}) + "\n")
     return destination

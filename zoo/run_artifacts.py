@@ -8,9 +8,11 @@ from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from zoo.blocks.retrieval import CANDIDATES_KEY
 from zoo.checkpointing import flush_checkpoints, run_checkpoints
 from zoo.checkpoints import read_checkpoint
 from zoo.errors import RunStoppedError
+from zoo.pyfunc import write_candidates
 from zoo.tracking import CHECKPOINT_ARTIFACT_DIR, MAX_PARAM_LENGTH, mlflow_logger
 from zoo.weights import save_pretrained
 
@@ -46,6 +48,8 @@ class RunArtifacts(Callback):
             model = checkpoint.build_model().eval()
             with tempfile.TemporaryDirectory() as tmp:
                 folder = save_pretrained(model, Path(tmp) / "model")
+                if checkpoint.content.get(CANDIDATES_KEY):  # a retrieval model (TabR) predicts with its table
+                    write_candidates(folder, checkpoint.content[CANDIDATES_KEY])
                 model_id = checkpoint.model_id
                 pl_module.logged_model_uri = logger.log_model_folder(
                     folder, model_id.rpartition("/")[2], {"zoo.model_id": model_id}, checkpoint.data_hparams,

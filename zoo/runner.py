@@ -31,6 +31,7 @@ from zoo.registry import get_card
 from zoo.run_artifacts import RunArtifacts
 from zoo.tasks.base import ZooTask
 from zoo.tracking import ZooMLFlowLogger, ZooSaveConfig, mlflow_logger
+from zoo.verdict import verdict_lines
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -294,6 +295,7 @@ def print_summary(cli: ZooCLI, checkpoints: dict[str, str], test_metrics: dict[s
         lines.append(f"  best {checkpoint.monitor}: {float(checkpoint.best_model_score):.4f}")
     if test_metrics:
         lines.append(f"  test (best checkpoint): {_format_metrics(test_metrics)}")
+        lines += [f"  beside doing nothing: {line}" for line in verdict_lines(test_metrics)]
     if logger is not None:
         lines += [
             f"  MLflow run:   {logger.run_id} (experiment {logger.experiment_name!r}, store {logger.tracking_uri})",
@@ -305,6 +307,13 @@ def print_summary(cli: ZooCLI, checkpoints: dict[str, str], test_metrics: dict[s
     if getattr(task, "logged_model_uri", None):
         lines.append(f"  model:        zoo.create_model({task.model_id!r}, pretrained={task.logged_model_uri!r})")
     print("\n".join(lines), flush=True)
+
+
+def print_verdict(trainer: L.Trainer, results: list[dict[str, Any]] | None) -> None:
+    """After ``zoo validate|test``: the model beside the do-nothing baselines its task logged (zoo.verdict)."""
+    lines = verdict_lines(results[0]) if results and trainer.is_global_zero else []
+    if lines:
+        print("\n".join(["beside doing nothing:", *(f"  {line}" for line in lines)]), flush=True)
 
 
 def check_training_length(trainer: L.Trainer) -> None:
@@ -354,7 +363,8 @@ def run_lightning(command: str, task_class: type[ZooTask], args: list[str], resu
         if checkpoint is not None:  # Lightning restores task and data from it as from a file, without a 2nd read
             trainer.strategy.checkpoint_io.add_read(checkpoint.path, checkpoint.content)
             ckpt_path = str(checkpoint.path)
-        getattr(trainer, command)(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        results = getattr(trainer, command)(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        print_verdict(trainer, results if command in ("validate", "test") else None)
         return RunOutcome(0)
     logger = mlflow_logger(trainer)
     if trainer.world_size > 1 and logger is not None:

@@ -22,7 +22,10 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["Backend", "faiss_available", "nearest_neighbors"]
+__all__ = ["CANDIDATES_KEY", "Backend", "Candidates", "faiss_available", "nearest_neighbors"]
+
+# where a checkpoint keeps a retrieval model's candidates: {"x_num", "x_bin", "x_cat", "y"} tensors
+CANDIDATES_KEY = "tabular_candidates"
 
 Backend = Literal["auto", "faiss", "torch"]
 # Distance block size of the torch backend, in elements (64 MiB of float32).

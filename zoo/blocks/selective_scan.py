@@ -132,7 +132,9 @@ def selective_scan(
     if delta_softplus:
         delta = F.softplus(delta)
 
-    if method == "reference":
+    # an exported graph traces the sequential recurrence (the same result): the fast scan tiles the batch in Python
+    # loops, which would fix the batch size of the exported program
+    if method == "reference" or torch.compiler.is_exporting():
         y, last_state = _scan_reference(u, delta, A, B, C)
     else:
         y, last_state = _ChunkedSelectiveScan.apply(u, delta, A, B, C, chunk_size)

@@ -14,7 +14,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from typing_extensions import override
 
 from zoo.data.contracts import ZooData
-from zoo.explain import default_target_layer, explanation_figure, grad_cam, unnormalise
+from zoo.explain import MIN_MAP_SIZE, default_target_layer, explanation_figure, grad_cam, unnormalise
+from zoo.registry import ModelCard, get_card
 from zoo.tasks.base import ZooTask, write_csv
 from zoo.tasks.plots import confusion_matrix_figure
 from zoo.tasks.registry import register_task
@@ -85,6 +86,12 @@ class ClassificationTask(ZooTask):
                  mix_prob: float = 1.0, mix_switch_prob: float = 0.5, explain_images: int = 4, **kwargs: Any):
         super().__init__(model, **kwargs)
         self.save_hyperparameters()
+        strengths = {"mixup_alpha": mixup_alpha, "cutmix_alpha": cutmix_alpha}
+        refused = {name: why for name, why in self.inapplicable_arguments(get_card(model)).items()
+                   if strengths.get(name, 0) > 0}
+        if refused:
+            raise ValueError("; ".join(f"--model.{name} does not apply to {model}: {why}"
+                                       for name, why in refused.items()))
         self.build_model(num_classes=num_classes)
         self.num_classes = self.model.zoo_config["num_classes"]
         self.class_names = class_names or [str(i) for i in range(self.num_classes)]
@@ -103,6 +110,19 @@ class ClassificationTask(ZooTask):
         self.val_confusion = MulticlassConfusionMatrix(self.num_classes)
         self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
         self._val_confusion_matrix = None
+
+    @classmethod
+    def inapplicable_arguments(cls, card: ModelCard) -> dict[str, str]:
+        """The arguments that do nothing for a model of ``card``, with why: CutMix for inputs that are not images
+        (Mixup applies to any input, e.g. AST-style spectrograms), Grad-CAM for a card that names no layer.
+        ``zoo train MODEL --help`` leaves them out; a mixing strength set for such a model is refused."""
+        out = {}
+        if len(card.input_shape) != 3:
+            why = f"CutMix cuts boxes out of images, and this model takes {tuple(card.input_shape)} inputs"
+            out |= {"cutmix_alpha": why, "mix_switch_prob": why}
+        if not card.target_layer:
+            out["explain_images"] = "Grad-CAM needs the layer a model card names, and this card names none"
+        return out
 
     @override
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -146,12 +166,27 @@ class ClassificationTask(ZooTask):
         metrics.reset()
         matrix = confusion.compute().cpu().numpy()
         confusion.reset()
+        self.log_majority_baseline(matrix, stage)
         if stage == "test" and self.num_classes <= PER_CLASS_MAX:
             self.log_dict(per_class_rates(matrix, self.class_names, stage))
         if stage == "val":  # plotted once, at the end of training (a figure per epoch costs more than it shows)
             self._val_confusion_matrix = matrix
         else:
             self._log_confusion_matrix(matrix, stage)
+
+    def log_majority_baseline(self, matrix, stage: str) -> None:
+        """``<stage>/majority_acc`` and ``majority_f1_macro``: always predicting the most frequent class of the
+        evaluated examples (the confusion matrix's row sums), the do-nothing baseline the summary compares with."""
+        from torchmetrics.functional.classification import multiclass_f1_score
+
+        counts = torch.as_tensor(matrix).sum(1).round().long().cpu()
+        if counts.sum() == 0:
+            return
+        target = torch.repeat_interleave(torch.arange(len(counts)), counts)
+        predicted = torch.full_like(target, int(counts.argmax()))
+        f1 = multiclass_f1_score(predicted, target, num_classes=len(counts), average="macro")  # as the model's
+        self.log_dict({f"{stage}/majority_acc": float(counts.max()) / float(counts.sum()),
+                       f"{stage}/majority_f1_macro": float(f1)}, sync_dist=True)
 
     def _log_confusion_matrix(self, matrix, stage: str) -> None:
         self.log_figure(lambda: confusion_matrix_figure(matrix, self.class_names, f"{stage} confusion matrix"),
@@ -251,8 +286,12 @@ class ClassificationTask(ZooTask):
                 chosen = [int(target)]
             else:
                 raise ZooError(f"unknown class {target!r}; classes: {', '.join(class_names)}")
-        # at small inputs the card's last stage is 1x1: take the deepest layer with a map of at least 7x7
-        layer = layer or default_target_layer(model, images.shape[-2:])
+        note = ""
+        if layer is None:  # the card's layer; at small inputs its map can be 1x1, and a finer layer is named
+            layer, finer = default_target_layer(model), default_target_layer(model, images.shape[-2:])
+            if finer != layer:
+                note = (f"\nnote: at {data['image_size']} px the card's layer {layer} gives a map under "
+                        f"{MIN_MAP_SIZE}x{MIN_MAP_SIZE}, too coarse to locate much; --layer {finer} gives a finer one")
         heat, logits = grad_cam(model, images, chosen, layer)
         probabilities = logits.softmax(-1)[0]
         explained = chosen[0] if chosen else int(probabilities.argmax())
@@ -264,4 +303,4 @@ class ClassificationTask(ZooTask):
         blended.save(output)
         return (f"{Path(image).name}: predicted {class_names[predicted]} ({probabilities[predicted]:.3f}); "
                 f"Grad-CAM of class {class_names[explained]} at layer {layer} over the {data['image_size']}px "
-                f"model input\nwrote {output.resolve()}")
+                f"model input\nwrote {output.resolve()}{note}")

@@ -31,6 +31,7 @@ from torchmetrics.functional.classification import multiclass_f1_score
 from typing_extensions import override
 
 from zoo.data.contracts import LabelledSplits
+from zoo.registry import ModelCard
 from zoo.tasks.classification import ClassificationTask
 from zoo.tasks.registry import register_task
 
@@ -83,6 +84,16 @@ class LOBTrendTask(ClassificationTask):
                          **kwargs)
         self.val_metrics = lob_metrics(self.num_classes, "val/")
         self.test_metrics = lob_metrics(self.num_classes, "test/")
+
+    @classmethod
+    @override
+    def inapplicable_arguments(cls, card: ModelCard) -> dict[str, str]:
+        why = "Mixup, CutMix and Grad-CAM are for images, not order-book windows"
+        return dict.fromkeys(("mixup_alpha", "cutmix_alpha", "mix_prob", "mix_switch_prob", "explain_images"), why)
+
+    @override
+    def log_majority_baseline(self, matrix, stage: str) -> None:
+        """Logged by :meth:`end_of_epoch` with the *training* majority class instead."""
 
     @property
     def stationary_index(self) -> int:

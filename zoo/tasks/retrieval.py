@@ -26,12 +26,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.blocks.retrieval import Candidates
+from zoo.blocks.retrieval import CANDIDATES_KEY, Candidates
 from zoo.data.contracts import CandidateTable
 
 __all__ = ["CANDIDATES_KEY", "RetrievalMixin"]
-
-CANDIDATES_KEY = "tabular_candidates"  # the checkpoint entry: {"x_num", "x_bin", "x_cat", "y"} tensors
 
 Features = tuple[Tensor, Tensor, Tensor]  # x_num (B, F_num), x_bin (B, F_bin), x_cat (B, F_cat)
 
