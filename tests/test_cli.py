@@ -220,4 +220,5 @@ def test_explain_defaults_to_the_cards_layer_and_names_a_finer_one_at_small_inpu
                  str(tmp_path / "cam.png")]) == 0
     out = capsys.readouterr().out
     assert "at layer layer4 over the 16px" in out
-    assert re.search(r"note: at 16 px the card's layer layer4 gives a map under 7x7.*--layer \w+ gives a finer one", out)
+    assert re.search(r"note: at 16 px the card's layer layer4 gives a map under 7x7.*--layer \w+ gives a finer one",
+                     out)
