@@ -26,6 +26,7 @@ from zoo.class_paths import import_class
 from zoo.data.contracts import ZooData
 from zoo.errors import ZooError
 from zoo.interruption import FaultTolerance
+from zoo.precision import default_precision
 from zoo.registry import get_card
 from zoo.run_artifacts import RunArtifacts
 from zoo.tasks.base import ZooTask
@@ -45,8 +46,11 @@ class PredictionWriter(BasePredictionWriter):
 
 
 class RunSummary(Callback):
-    """Before the first epoch, two lines: the model (parameters, and the card's MACs at its input size) and what
-    data the run uses (the data module's ``describe()``: source, classes, split sizes, input size)."""
+    """Before the first epoch, two lines: the model (parameters, the card's MACs at its input size, the precision
+    it trains in) and what data the run uses (the data module's ``describe()``: source, classes, split sizes, input
+    size). ``precision_reason`` says why a precision chosen for the user was chosen (None: the user chose it)."""
+
+    precision_reason: str | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -63,6 +67,9 @@ class RunSummary(Callback):
             macs = f"{card.macs / 1e9:.2f} GMACs at {'x'.join(map(str, card.input_shape))}"
             line += f"; {macs} (card)" if total == card.num_params else \
                 f" (the card's {macs} are for its default {card.num_params:,}-parameter configuration)"
+        line += f"; precision {trainer.precision}"
+        if self.precision_reason:
+            line += f" ({self.precision_reason}; --trainer.precision sets another)"
         print(line, flush=True)
         if isinstance(trainer.datamodule, ZooData):
             text = trainer.datamodule.describe()
@@ -127,6 +134,8 @@ class ZooCLI(LightningCLI):
     def __init__(self, task_class: type[ZooTask], args: list[str], program: str = "zoo train",
                  extra_callbacks: list[Any] = (), run: bool = True):
         self.task_class = task_class
+        self.program = program
+        self.precision_reason: str | None = None  # set when zoo train picks the precision (resolve_precision)
         super().__init__(
             model_class=task_class, datamodule_class=L.LightningDataModule, subclass_mode_model=False,
             subclass_mode_data=True, save_config_callback=ZooSaveConfig, auto_configure_optimizers=False,
@@ -161,10 +170,15 @@ class ZooCLI(LightningCLI):
         not a config value: it is not written into the run's config.yaml)."""
         given = self.config_init.get("trainer", {}).get("plugins") or []
         plugins = [*(given if isinstance(given, list) else [given]), AtomicCheckpointIO(checkpoint_interval())]
-        return super().instantiate_trainer(**{**kwargs, "plugins": plugins})
+        trainer = super().instantiate_trainer(**{**kwargs, "plugins": plugins})
+        for callback in trainer.callbacks:
+            if isinstance(callback, RunSummary):
+                callback.precision_reason = self.precision_reason
+        return trainer
 
     @override
     def before_instantiate_classes(self) -> None:
+        self.precision_reason = resolve_precision(self.config) if self.program == "zoo train" else None
         for line in resolve_data_preprocessing(self.config):
             print(line, flush=True)
 
@@ -173,6 +187,21 @@ class ZooCLI(LightningCLI):
         parser.add_lr_scheduler_args((LRScheduler, ReduceLROnPlateau), link_to="model.lr_scheduler")
         for data_attribute, task_argument in self.task_class.data_links:
             parser.link_arguments(f"data.{data_attribute}", f"model.{task_argument}", apply_on="instantiate")
+
+
+def resolve_precision(config: Any) -> str | None:
+    """Fill ``trainer.precision`` when the recipe, a config and the command line leave it unset, with what
+    :func:`zoo.precision.default_precision` picks for the model and this machine (bf16 autocast where the chip has
+    bf16 and the model enough arithmetic). The value goes into the run's config like any other. Returns why it was
+    picked, or None when the user set it."""
+    trainer, model = config.get("trainer"), config.get("model")
+    if trainer is None or model is None or trainer.get("precision") is not None or not model.get("model"):
+        return None
+    accelerator = trainer.get("accelerator")
+    choice = default_precision(get_card(model.get("model")).macs,
+                               accelerator if isinstance(accelerator, str) else "auto")
+    trainer["precision"] = choice.precision
+    return f"chosen for this machine: {choice.reason}"
 
 
 def resolve_data_preprocessing(config: Any) -> list[str]:
