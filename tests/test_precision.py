@@ -117,3 +117,22 @@ def test_a_models_own_error_is_not_hidden_by_the_fallback():
     compile_model(model, "tiny", backend="eager")
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         model(torch.randn(5, 7))
+
+
+def test_zoo_train_applies_the_choice_and_an_explicit_precision_turns_it_off():
+    from zoo.cli import _recipe_args
+    from zoo.registry import get_card
+    from zoo.runner import RunSummary, ZooCLI
+    from zoo.tasks.registry import get_task_class
+
+    def summary(*flags):
+        args = [*_recipe_args("vision/eca_resnet18", None), "--model.model", "vision/eca_resnet18",
+                "--trainer.logger", "false", *flags]
+        cli = ZooCLI(get_task_class("image_classification"), args, run=False)
+        return cli.config.trainer.precision, next(c for c in cli.trainer.callbacks if isinstance(c, RunSummary))
+
+    expected = default_precision(get_card("vision/eca_resnet18").macs)
+    precision, chosen = summary()
+    assert precision == expected.precision and expected.reason in chosen.precision_reason
+    precision, given = summary("--trainer.precision", "32-true")
+    assert precision == "32-true" and given.precision_reason is None
