@@ -230,6 +230,7 @@ def resolve_data_preprocessing(config: Any, notes: dict[str, str] | None = None)
     source = model.get("pretrained")
     weights = card.weights_of(str(source)) if source else None
     init_args = data.init_args
+    note = None
     if weights is not None and weights.preprocessing is not None:
         chosen = {argument: getattr(weights.preprocessing, name) for name, argument in fields.items()}
         why = f"as the {weights.name!r} weights were trained"
