@@ -229,6 +229,27 @@ def list_images(path: Path) -> list[Path]:
     return images
 
 
+def median_image_side(root: Path, sample: int = 256) -> int:
+    """The median of the shorter sides of up to ``sample`` images spread evenly over the sorted files under ``root``
+    (read from the file headers, not decoded).
+
+    Raises:
+        DataError: when ``root`` holds no images, or none of the sampled files can be read.
+    """
+    paths = list_images(root)
+    step = max(1, len(paths) // sample)
+    sides = []
+    for path in paths[::step][:sample]:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+        except (OSError, UnidentifiedImageError):
+            continue
+    if not sides:
+        raise DataError(f"none of the images sampled under {root} could be read (e.g. {paths[0]})")
+    return int(np.median(sides))
+
+
 def load_digits_rgb() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits as (1797, 8, 8, 3) uint8 images and (1797,) labels."""
     from sklearn.datasets import load_digits
@@ -267,7 +288,8 @@ class ImageClassificationData(ZooDataModule):
     ``image_size``, ``mean``, ``std``, ``interpolation`` and ``crop_pct`` left at None are resolved, as timm's
     ``resolve_data_config`` does: fine-tuning from a weight set whose card gives its preprocessing
     (``WeightSet.preprocessing``), ``zoo train`` takes them from it (``PREPROCESSING_FIELDS`` maps the card's names
-    to these arguments); a user's own image folder is seen at the card's input size; what is still None takes the
+    to these arguments); a user's own image folder is seen at the images' own size when no weights are fine-tuned
+    (:meth:`native_input_size`, rounded up to what the model takes), else at the card's; what is still None takes the
     defaults (32 px, ImageNet mean and std, crop 0.875, the augmentation's filter). A value given in a recipe, a
     config or on the command line always wins.
     """
@@ -275,6 +297,16 @@ class ImageClassificationData(ZooDataModule):
     PREPROCESSING_FIELDS: ClassVar[dict[str, str]] = {
         "input_size": "image_size", "interpolation": "interpolation", "crop_pct": "crop_pct", "mean": "mean",
         "std": "std"}
+
+    @classmethod
+    def native_input_size(cls, init_args: dict) -> int | None:
+        """The side of the images themselves (:func:`median_image_side`) for an image folder (``root`` with
+        ``dataset`` "auto" or "imagefolder"); None for the other sources. ``zoo train`` trains a model without
+        pretrained weights at about this size, rather than upscaling small images to the card's input size."""
+        root, dataset = init_args.get("root"), init_args.get("dataset", "auto")
+        if not root or dataset not in ("auto", "imagefolder"):
+            return None
+        return median_image_side(Path(root).expanduser())
 
     def __init__(self, root: str | None = None, dataset: Source = "auto", image_size: int | None = None,
                  batch_size: int = 64, augment: Augment = "affine", val_fraction: float = 0.1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import itertools
+import math
 import re
 import sys
 from argparse import ArgumentError
@@ -26,7 +27,9 @@ from zoo.checkpoints import TrainedCheckpoint
 from zoo.class_paths import import_class
 from zoo.data.contracts import ZooData
 from zoo.errors import ZooError
+from zoo.factory import create_model
 from zoo.interruption import FaultTolerance
+from zoo.precision import default_precision
 from zoo.registry import get_card
 from zoo.run_artifacts import RunArtifacts
 from zoo.tasks.base import ZooTask
@@ -47,8 +50,12 @@ class PredictionWriter(BasePredictionWriter):
 
 
 class RunSummary(Callback):
-    """Before the first epoch, two lines: the model (parameters, and the card's MACs at its input size) and what
-    data the run uses (the data module's ``describe()``: source, classes, split sizes, input size)."""
+    """Before the first epoch, two lines: the model (parameters, the card's MACs at its input size, the precision
+    it trains in) and what data the run uses (the data module's ``describe()``: source, classes, split sizes, input
+    size). ``precision_reason`` says why a precision chosen for the user was chosen (None: the user chose it)."""
+
+    precision_reason: str | None = None
+    data_note: str | None = None  # what zoo train chose for the data (the images' own size), said in the data line
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -65,9 +72,13 @@ class RunSummary(Callback):
             macs = f"{card.macs / 1e9:.2f} GMACs at {'x'.join(map(str, card.input_shape))}"
             line += f"; {macs} (card)" if total == card.num_params else \
                 f" (the card's {macs} are for its default {card.num_params:,}-parameter configuration)"
+        line += f"; precision {trainer.precision}"
+        if self.precision_reason:
+            line += f" ({self.precision_reason}; --trainer.precision sets another)"
         print(line, flush=True)
         if isinstance(trainer.datamodule, ZooData):
             text = trainer.datamodule.describe()
+            text = f"{text} ({self.data_note})" if self.data_note else text
             print(text if text.startswith("data:") else f"data: {text}", flush=True)
 
 
@@ -149,6 +160,9 @@ class ZooCLI(LightningCLI):
     def __init__(self, task_class: type[ZooTask], args: list[str], program: str = "zoo train",
                  extra_callbacks: list[Any] = (), run: bool = True):
         self.task_class = task_class
+        self.program = program
+        self.precision_reason: str | None = None  # set when zoo train picks the precision (resolve_precision)
+        self.data_notes: dict[str, str] = {}  # what resolve_data_preprocessing says in the data line
         super().__init__(
             model_class=task_class, datamodule_class=L.LightningDataModule, subclass_mode_model=False,
             subclass_mode_data=True, save_config_callback=ZooSaveConfig, auto_configure_optimizers=False,
@@ -183,11 +197,18 @@ class ZooCLI(LightningCLI):
         not a config value: it is not written into the run's config.yaml)."""
         given = self.config_init.get("trainer", {}).get("plugins") or []
         plugins = [*(given if isinstance(given, list) else [given]), AtomicCheckpointIO(checkpoint_interval())]
-        return super().instantiate_trainer(**{**kwargs, "plugins": plugins})
+        trainer = super().instantiate_trainer(**{**kwargs, "plugins": plugins})
+        for callback in trainer.callbacks:
+            if isinstance(callback, RunSummary):
+                callback.precision_reason = self.precision_reason
+                callback.data_note = self.data_notes.get("input_size")
+        return trainer
 
     @override
     def before_instantiate_classes(self) -> None:
-        for line in resolve_data_preprocessing(self.config):
+        self.precision_reason = resolve_precision(self.config) if self.program == "zoo train" else None
+        self.data_notes: dict[str, str] = {}
+        for line in resolve_data_preprocessing(self.config, self.data_notes):
             print(line, flush=True)
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -197,12 +218,30 @@ class ZooCLI(LightningCLI):
             parser.link_arguments(f"data.{data_attribute}", f"model.{task_argument}", apply_on="instantiate")
 
 
-def resolve_data_preprocessing(config: Any) -> list[str]:
+def resolve_precision(config: Any) -> str | None:
+    """Fill ``trainer.precision`` when the recipe, a config and the command line leave it unset, with what
+    :func:`zoo.precision.default_precision` picks for the model and this machine (bf16 autocast where the chip has
+    bf16 and the model enough arithmetic). The value goes into the run's config like any other. Returns why it was
+    picked, or None when the user set it."""
+    trainer, model = config.get("trainer"), config.get("model")
+    if trainer is None or model is None or trainer.get("precision") is not None or not model.get("model"):
+        return None
+    accelerator = trainer.get("accelerator")
+    choice = default_precision(get_card(model.get("model")).macs,
+                               accelerator if isinstance(accelerator, str) else "auto")
+    trainer["precision"] = choice.precision
+    return f"chosen for this machine: {choice.reason}"
+
+
+def resolve_data_preprocessing(config: Any, notes: dict[str, str] | None = None) -> list[str]:
     """Fill the data module's preprocessing arguments that the config leaves at None (those its class names in
     ``PREPROCESSING_FIELDS``: mean, std, input size, interpolation, crop), as timm's ``resolve_data_config``: from
     the weight set being fine-tuned from, when its card gives its preprocessing; else a user's own image folder
-    (``root``) is seen at the card's input size. A value the recipe, a config or the command line gives is kept.
-    Returns the lines that say what was filled (none when nothing was)."""
+    (``root``) is seen at the images' own size when no pretrained weights are used (the median side, rounded up to a
+    multiple the model takes, at most the card's input size; see :func:`_own_image_size`), at the card's input size
+    when they are. A value the recipe, a config or the command line gives is kept. Returns the lines that say what
+    was filled (none when nothing was); ``notes["input_size"]`` gets a short note for the data line when the size is
+    the images' own."""
     model, data = config.get("model"), config.get("data")
     if model is None or data is None or not data.get("class_path") or not model.get("model"):
         return []
@@ -213,12 +252,13 @@ def resolve_data_preprocessing(config: Any) -> list[str]:
     source = model.get("pretrained")
     weights = card.weights_of(str(source)) if source else None
     init_args = data.init_args
+    note = None
     if weights is not None and weights.preprocessing is not None:
         chosen = {argument: getattr(weights.preprocessing, name) for name, argument in fields.items()}
         why = f"as the {weights.name!r} weights were trained"
     elif init_args.get("root") and len(card.input_shape) == 3:
-        chosen = {fields["input_size"]: card.input_shape[-1]}
-        why = "for your own images at the model card's input size"
+        size, why, note = _own_image_size(import_class(data.class_path), init_args, model, card, source)
+        chosen = {fields["input_size"]: size}
     else:
         return []
     changed = []
@@ -228,7 +268,40 @@ def resolve_data_preprocessing(config: Any) -> list[str]:
             changed.append(f"{argument} {list(value) if isinstance(value, tuple) else value}")
     if not changed:
         return []
+    if notes is not None and note and fields.get("input_size") in {c.split()[0] for c in changed}:
+        notes["input_size"] = note
     return [f"data prepared {why}: {', '.join(changed)} (a --data.<name> flag keeps your value)"]
+
+
+# Feature maps of the zoo's image classifiers divide their input by 32; a model may ask for more (HaloNet's
+# ``input_multiple``: stride x halo block) or a patch size (VMamba's ``patch_size``).
+NETWORK_STRIDE = 32
+
+
+def _own_image_size(data_class: type, init_args: Any, model: Any, card: Any, pretrained: Any
+                    ) -> tuple[int, str, str | None]:
+    """The input size for a user's own image folder: with pretrained weights (or when the data module cannot tell
+    its images' size) the card's; without, the images' own median side rounded up to a multiple the model takes
+    (at most the card's size). Returns (size, why for the "data prepared" line, a note for the data line)."""
+    card_size = card.input_shape[-1]
+    native = getattr(data_class, "native_input_size", None)
+    side = None
+    if not pretrained and callable(native):
+        try:
+            side = native(dict(init_args))
+        except ZooError:
+            side = None  # the data module names the problem when it reads the folder
+    if not side:
+        return card_size, "for your own images at the model card's input size", None
+    with torch.device("meta"):  # the model's size rule without building its weights
+        probe = create_model(model.get("model"), **(model.get("model_kwargs") or {}))
+    multiple = math.lcm(NETWORK_STRIDE, int(getattr(probe, "input_multiple", None) or
+                                            getattr(probe, "patch_size", None) or 1))
+    size = min(card_size, -(-side // multiple) * multiple)
+    note = (f"your images' own size: median side {side} px, rounded up to a multiple of {multiple}, as no pretrained "
+            f"weights are used" if size != card_size else None)
+    return size, "for your own images at their own size (no pretrained weights)" if note else \
+        "for your own images at the model card's input size", note
 
 
 def _known_flags(parser, args: list[str]) -> list[str]:

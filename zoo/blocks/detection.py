@@ -39,7 +39,8 @@ class DFL(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, a = x.shape
-        return self.conv(x.view(b, 4, self.reg_max, a).transpose(2, 1).softmax(1)).view(b, 4, a)
+        with torch.autocast(x.device.type, enabled=False):  # bf16 would round box sides to ~1/2 bin
+            return self.conv(x.float().view(b, 4, self.reg_max, a).transpose(2, 1).softmax(1)).view(b, 4, a)
 
 
 def make_anchors(shapes: list[tuple[int, int]], strides: list[int], device=None, dtype=torch.float32,
@@ -80,12 +81,13 @@ def flatten_levels(levels: list[torch.Tensor], reg_max: int) -> tuple[torch.Tens
 
 def decode_levels(levels: list[torch.Tensor], strides: list[int], reg_max: int = 16) -> torch.Tensor:
     """Head maps -> (B, A, 4 + nc): boxes (x1, y1, x2, y2) in input pixels and sigmoid class scores."""
-    bins, logits = flatten_levels(levels, reg_max)
-    points, stride = make_anchors([x.shape[2:] for x in levels], strides, levels[0].device, bins.dtype)
-    b, a, _ = bins.shape
-    proj = torch.arange(reg_max, device=bins.device, dtype=bins.dtype)
-    dist = bins.view(b, a, 4, reg_max).softmax(3) @ proj
-    return torch.cat((dist_to_bbox(dist, points) * stride, logits.sigmoid()), 2)
+    with torch.autocast(levels[0].device.type, enabled=False):  # boxes in float32 under mixed precision too
+        bins, logits = flatten_levels([x.float() for x in levels], reg_max)
+        points, stride = make_anchors([x.shape[2:] for x in levels], strides, levels[0].device, bins.dtype)
+        b, a, _ = bins.shape
+        proj = torch.arange(reg_max, device=bins.device, dtype=bins.dtype)
+        dist = bins.view(b, a, 4, reg_max).softmax(3) @ proj
+        return torch.cat((dist_to_bbox(dist, points) * stride, logits.sigmoid()), 2)
 
 
 def box_ciou(box1: torch.Tensor, box2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -289,6 +291,12 @@ class DetectionLoss(nn.Module):
         if len(weights) != len(heads):
             raise ValueError(f"{len(heads)} heads but {len(weights)} head weights")
         gt_boxes, gt_labels, mask_gt = pad_targets(targets, heads[0][0].device)
+        with torch.autocast(heads[0][0].device.type, enabled=False):  # float32 under mixed precision too
+            heads = [[x.float() for x in levels] for levels in heads]
+            return self._total(heads, gt_boxes, gt_labels, mask_gt, weights, len(targets))
+
+    def _total(self, heads: list[list[torch.Tensor]], gt_boxes: torch.Tensor, gt_labels: torch.Tensor,
+               mask_gt: torch.Tensor, weights: tuple[float, ...], batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         parts = sum(w * self.head_loss(h, gt_boxes, gt_labels, mask_gt) for w, h in zip(weights, heads, strict=True))
         parts = parts * torch.tensor(self.gains, device=parts.device, dtype=parts.dtype)
-        return parts.sum() * len(targets), parts.detach()
+        return parts.sum() * batch, parts.detach()

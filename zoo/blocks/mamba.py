@@ -62,6 +62,9 @@ class Mamba(nn.Module):
         conv_bias, bias: biases of ``conv1d`` and of ``in_proj``/``out_proj``.
         scan_method: "fast" or "reference" (see :func:`zoo.blocks.selective_scan.selective_scan`).
     """
+    # zoo.tasks.compiling keeps a model with this block eager under --model.compile true
+    compile_unsupported = ("the selective scan is a Python loop over time in a custom autograd function, which "
+                           "torch.compile would unroll")
 
     def __init__(
         self, dim: int, d_state: int = 16, d_conv: int = 4, expand: float = 2, dt_rank: int | str = "auto",

@@ -62,6 +62,9 @@ class SS2D(nn.Module):
         dt_min, dt_max, dt_init_floor: the initial step sizes are log-uniform in [dt_min, dt_max], floored.
         norm_eps: eps of ``out_norm`` (the official code uses nn.LayerNorm's default 1e-5).
     """
+    # zoo.tasks.compiling keeps a model with this block eager under --model.compile true
+    compile_unsupported = ("the selective scan is a Python loop over time in a custom autograd function, which "
+                           "torch.compile would unroll")
 
     directions = 4
 

@@ -38,9 +38,31 @@ from zoo.class_paths import import_class
 from zoo.errors import NonFiniteLossError, ZooError
 from zoo.factory import create_model
 from zoo.protocols import NoWeightDecay, RunRecorder
+from zoo.tasks.compiling import compile_model
 
 DEFAULT_OPTIMIZER = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3, "weight_decay": 0.05}}
 STAGES = ("train", "val", "test")
+
+
+def outputs_in_fp32(output: Any) -> Any:
+    """``output`` with every bf16/fp16 tensor (in tuples, lists and dicts too) cast to float32, the rest unchanged.
+
+    Under mixed precision a model's last layer gives bf16 (or fp16); the tasks compute their losses and metrics
+    from what the model returns, and these must not inherit bf16's 8-bit mantissa (tied C-index risks, rounded
+    box coordinates, a softmax in bf16)."""
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.dtype in (torch.bfloat16, torch.float16) else output
+    if isinstance(output, tuple) and hasattr(output, "_fields"):  # a NamedTuple
+        return type(output)(*(outputs_in_fp32(o) for o in output))
+    if isinstance(output, (list, tuple)):
+        return type(output)(outputs_in_fp32(o) for o in output)
+    if isinstance(output, dict):
+        return {k: outputs_in_fp32(v) for k, v in output.items()}
+    return output
+
+
+def _fp32_output_hook(module: nn.Module, args: Any, output: Any) -> Any:
+    return outputs_in_fp32(output)
 
 
 def write_csv(rows: Sequence[dict[str, Any]], output: Path) -> str:
@@ -68,11 +90,14 @@ class ZooTask(L.LightningModule):
         decay_norm_and_bias: apply weight decay to biases and normalisation weights too (what most official
             recipes did); False gives them zero decay, and none to the model's ``no_weight_decay()`` names.
         ema_decay: keep an exponential moving average of the weights with this decay and evaluate with it.
+        compile: run the model through ``torch.compile`` where it works (see ``zoo.tasks.compiling``: a model or
+            task that does not compile stays eager, with one line that says why).
 
     Class attributes a task sets: ``monitor`` / ``monitor_mode`` (what the "best" checkpoint keeps),
     ``data_links`` ((data-module attribute, task argument) pairs that ``zoo train`` links, e.g. the number of
-    classes) and ``prediction_output`` (the default of ``zoo predict --output``). ``task_kind`` is set by
-    ``zoo.tasks.registry.register_task``.
+    classes), ``prediction_output`` (the default of ``zoo predict --output``) and ``dynamic_shapes`` (why the
+    task's batches change shape from batch to batch, which keeps ``compile`` off; None when they do not).
+    ``task_kind`` is set by ``zoo.tasks.registry.register_task``.
     """
 
     task_kind: ClassVar[str] = ""
@@ -80,10 +105,11 @@ class ZooTask(L.LightningModule):
     monitor_mode: str = "min"
     data_links: ClassVar[tuple[tuple[str, str], ...]] = ()
     prediction_output: ClassVar[str] = "predictions.csv"
+    dynamic_shapes: ClassVar[str | None] = None
 
     def __init__(self, model: str, pretrained: str | None = None, model_kwargs: dict[str, Any] | None = None,
                  optimizer: dict | None = None, lr_scheduler: dict | None = None, decay_norm_and_bias: bool = True,
-                 ema_decay: float | None = None):
+                 ema_decay: float | None = None, compile: bool = False):
         super().__init__()
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in (0, 1), got {ema_decay}")
@@ -105,7 +131,10 @@ class ZooTask(L.LightningModule):
     def build_model(self, **arguments: Any) -> nn.Module:
         """Build ``self.model`` from the id, ``pretrained``, ``model_kwargs`` and ``arguments`` (what the data module
         gives, e.g. ``num_classes`` or the shape of a table; None: not given), and its EMA copy when ``ema_decay`` is
-        set. An argument that ``model_kwargs`` sets to another value is a ZooError naming both."""
+        set. An argument that ``model_kwargs`` sets to another value is a ZooError naming both.
+
+        The model's outputs leave it in float32 (:func:`outputs_in_fp32`) whatever the autocast precision, and with
+        ``compile`` its forward is compiled (after the EMA copy is made: that copy evaluates eager)."""
         hparams = self.hparams
         given = hparams.get("model_kwargs") or {}
         arguments = {k: v for k, v in arguments.items() if v is not None or k not in given}
@@ -116,9 +145,12 @@ class ZooTask(L.LightningModule):
                            "module; drop them from model_kwargs")
         kwargs = {**given, **arguments}
         self.model = create_model(self.model_id, pretrained=hparams.get("pretrained"), **kwargs)
+        self.model.register_forward_hook(_fp32_output_hook)
         if hparams.get("ema_decay"):
             self.ema = ModelEmaV3(self.model, decay=hparams["ema_decay"])
             self.ema.requires_grad_(False)
+        if hparams.get("compile"):
+            print(compile_model(self.model, self.model_id, self.dynamic_shapes), flush=True)
         return self.model
 
     @property

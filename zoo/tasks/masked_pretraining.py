@@ -61,7 +61,8 @@ def info_nce(predictions: torch.Tensor, targets: torch.Tensor, normalise: str = 
     Returns:
         (loss, accuracy), scalars.
     """
-    scores = targets @ predictions.transpose(1, 2)  # (B, M targets, M predictions)
+    with torch.autocast(predictions.device.type, enabled=False):  # a log-softmax over bf16 scores loses the loss
+        scores = targets.float() @ predictions.float().transpose(1, 2)  # (B, M targets, M predictions)
     if normalise == "paper":
         log_p = scores.log_softmax(dim=1)
     elif normalise == "official":

@@ -135,6 +135,7 @@ class SequenceLabellingTask(ZooTask):
     monitor = "val/loss"
     monitor_mode = "min"
     data_links = (("in_features", "in_features"),)
+    dynamic_shapes = "its batches are padded to their longest sequence, a length that changes from batch to batch"
     prediction_output = "predictions"
 
     def __init__(self, model: str, in_features: int | None = None, pos_weight: float = 1.0, recall: float = 0.8,

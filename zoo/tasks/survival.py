@@ -191,7 +191,8 @@ class SurvivalTask(ZooTask):
     def step(self, batch: dict[str, Any], stage: str) -> Tensor:
         model = self.model if stage == "train" else self.eval_model
         risk = self(batch, model)
-        time, event = batch["time"].to(risk.dtype), batch["event"].to(risk.dtype)
+        risk = risk.float()  # under mixed precision too: bf16 would tie risks and round the times of the risk sets
+        time, event = batch["time"].float(), batch["event"].float()
         loss = self.cox(risk, time, event)
         if stage == "train":
             if event.sum() == 0:

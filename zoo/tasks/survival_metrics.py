@@ -27,7 +27,12 @@ def cox_loss(risk: Tensor, time: Tensor, event: Tensor, weights: Tensor | None =
     """
     if ties not in ("efron", "breslow"):
         raise ValueError(f"ties must be 'efron' or 'breslow', got {ties!r}")
-    risk = risk.reshape(-1)
+    with torch.autocast(risk.device.type, enabled=False):  # the risk-set sums are products: float32 under AMP too
+        return _cox_loss(risk.reshape(-1), time, event, weights, ties, reduction)
+
+
+def _cox_loss(risk: Tensor, time: Tensor, event: Tensor, weights: Tensor | None, ties: str, reduction: str
+              ) -> Tensor:
     dtype = torch.float64 if risk.dtype == torch.float64 else torch.float32
     eta = risk.to(dtype)
     time = time.reshape(-1).to(dtype)
@@ -59,7 +64,7 @@ def cox_loss(risk: Tensor, time: Tensor, event: Tensor, weights: Tensor | None =
         nll = nll / (event * w).sum()
     elif reduction != "sum":
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    return nll.to(risk.dtype)
+    return nll  # float32 (float64 for float64 risks), never the bf16 of a mixed-precision model output
 
 
 # --- step functions ------------------------------------------------------------------------------------------
