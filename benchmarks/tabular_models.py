@@ -60,6 +60,8 @@ def run_deep(model_id: str, table: str, seeds: list[int], max_epochs: int, batch
     old = Path.cwd()
     with tempfile.TemporaryDirectory() as folder:
         os.chdir(folder)
+        # the store of this group alone: MLflow keeps the last run's store in MLFLOW_TRACKING_URI
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(folder) / 'mlflow.db'}"
         try:
             with contextlib.redirect_stdout(io.StringIO()) as printed:
                 code = zoo(["train", model_id, "--seeds", ",".join(map(str, seeds)), "--data.dataset", table,
@@ -77,6 +79,7 @@ def run_deep(model_id: str, table: str, seeds: list[int], max_epochs: int, batch
                      int(c.data.metrics.get("epoch", 0)) + 1) for c in children]
         finally:
             os.chdir(old)
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def run_lightgbm(table: str, seed: int) -> tuple[float, float, int]:
