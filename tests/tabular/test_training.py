@@ -119,7 +119,7 @@ def test_zoo_train_then_predict_from_the_checkpoint_alone(tmp_path):
     assert len(checkpoint["tabular_candidates"]["y"]) > 90 and "transform.quantiles" in checkpoint["TabularData"]
     assert Path(best[0]).is_file()
 
-    # README: TabR needs its training rows at inference, so its logged model is the plain zoo folder
+    # README: TabR needs its training rows at inference: its logged model (a pyfunc) keeps them beside the weights
     import mlflow
     from mlflow import MlflowClient
 
@@ -127,10 +127,11 @@ def test_zoo_train_then_predict_from_the_checkpoint_alone(tmp_path):
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (logged,) = client.search_logged_models([client.get_experiment_by_name("zoo").experiment_id])
-    assert logged.model_type == "zoo"
+    assert logged.model_type == "pyfunc"
     mlflow.set_tracking_uri(client.tracking_uri)
     folder = Path(mlflow.artifacts.download_artifacts(f"models:/{logged.model_id}", dst_path=str(tmp_path / "m")))
-    assert (folder / "model.safetensors").is_file() and not (folder / "MLmodel").exists()
+    assert (folder / "model.safetensors").is_file() and (folder / "MLmodel").is_file()
+    assert (folder / "candidates.safetensors").is_file()
     reference = zoo.create_model("tabular/tabr_s", pretrained=best[0])
     loaded = zoo.create_model("tabular/tabr_s", pretrained=str(folder))
     for key, value in reference.state_dict().items():
