@@ -236,3 +236,31 @@ def trained_group(tmp_path_factory):
         else:
             os.environ["ZOO_CACHE"] = old_cache
     return TrainedGroup(root, output.getvalue(), code)
+
+
+class SmallRuns:
+    """Lightning trainers for the tests' small runs (CPU, no logger, no checkpoint callback, no bar or summary),
+    writing under one folder; ``overrides`` are Trainer arguments (``max_epochs``, ``limit_train_batches``...)."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def trainer(self, **overrides):
+        import lightning as L
+
+        defaults = dict(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", devices=1, default_root_dir=self.root)
+        return L.Trainer(**{**defaults, **overrides})
+
+    def fit_and_save(self, task, data, **overrides):
+        """Train ``task`` on ``data``, save ``run.ckpt``; returns (its path, the data module arguments it keeps)."""
+        trainer = self.trainer(**overrides)
+        trainer.fit(task, datamodule=data)
+        path = self.root / "run.ckpt"
+        trainer.save_checkpoint(path)
+        return path, torch.load(path, weights_only=True)["datamodule_hyper_parameters"]
+
+
+@pytest.fixture
+def small_runs(tmp_path) -> SmallRuns:
+    return SmallRuns(tmp_path)

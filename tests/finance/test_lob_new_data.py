@@ -19,38 +19,30 @@ from zoo.errors import DataError
 from zoo.tasks.lob import LOBTrendTask
 
 torch.set_num_threads(1)
+TRAINER = dict(limit_train_batches=20, num_sanity_val_steps=0)  # Trainer arguments of this file's small runs
 SEQ_LEN, HORIZON = 32, 10
 
 
-def _trainer(root) -> L.Trainer:
-    return L.Trainer(max_epochs=1, limit_train_batches=20, logger=False, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
-                     num_sanity_val_steps=0, default_root_dir=root)
-
-
 @pytest.fixture
-def checkpoint(tmp_path):
+def checkpoint(small_runs, tmp_path):
     L.seed_everything(0)
     data = LOBData(horizon=HORIZON, seq_len=SEQ_LEN, simulated_events=8000, batch_size=64)
     task = LOBTrendTask("finance/tlob", num_classes=3, class_names=list(data.class_names),
                         model_kwargs={"seq_len": SEQ_LEN, "num_layers": 1}, ema_decay=None, lr_scheduler=None,
                         optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}})
-    trainer = _trainer(tmp_path)
-    trainer.fit(task, datamodule=data)
-    ckpt = tmp_path / "run.ckpt"
-    trainer.save_checkpoint(ckpt)
-    saved = torch.load(ckpt, weights_only=True)["datamodule_hyper_parameters"]
+    ckpt, saved = small_runs.fit_and_save(task, data, **TRAINER)
     assert set(saved["normalisation"]) == {"book", "message"}
     shutil.rmtree(data._simulated_folder())  # the training day is gone
     return ckpt, saved
 
 
-def test_tlob_evaluates_and_predicts_another_day(checkpoint, tmp_path):
+def test_tlob_evaluates_and_predicts_another_day(small_runs, checkpoint, tmp_path):
     ckpt, saved = checkpoint
     message, orderbook = simulate_cst_day(tmp_path / "day2", events=3000, seed=1)
     test = LOBData(**{**saved, "test_root": str(tmp_path / "day2")})
     task = LOBTrendTask.load_from_checkpoint(ckpt, weights_only=True)
-    (result,) = _trainer(tmp_path).test(task, datamodule=test, ckpt_path=ckpt, weights_only=True, verbose=False)
+    trainer = small_runs.trainer(**TRAINER)
+    (result,) = trainer.test(task, datamodule=test, ckpt_path=ckpt, weights_only=True, verbose=False)
     _, book = preprocess_lobster(*read_lobster_day(message, orderbook))
     windows = len(book) - HORIZON - SEQ_LEN + 1
     offset = SEQ_LEN - HORIZON
@@ -59,7 +51,7 @@ def test_tlob_evaluates_and_predicts_another_day(checkpoint, tmp_path):
                                            "(all of it)"
 
     predict = LOBData(**{**saved, "predict_root": str(tmp_path / "day2")})
-    batches = _trainer(tmp_path).predict(task, datamodule=predict, ckpt_path=ckpt, weights_only=True)
+    batches = small_runs.trainer(**TRAINER).predict(task, datamodule=predict, ckpt_path=ckpt, weights_only=True)
     classes = torch.cat([b["probabilities"] for b in batches]).argmax(1).numpy()
     assert len(classes) == windows + HORIZON  # every window, the last ones without a known future too
     assert result["test/acc"] == pytest.approx(float(np.mean(classes[:windows] == labels)), abs=1e-6)

@@ -20,6 +20,7 @@ from zoo.errors import DataError
 from zoo.tasks.survival import SurvivalTask
 
 torch.set_num_threads(1)
+TRAINER = dict(num_sanity_val_steps=0)  # Trainer arguments of this file's small runs
 
 
 def write_layout(root, n: int, seed: int, genes: int = 20, outcomes: bool = True):
@@ -45,36 +46,27 @@ def write_layout(root, n: int, seed: int, genes: int = 20, outcomes: bool = True
     return root
 
 
-def _trainer(root) -> L.Trainer:
-    return L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, accelerator="cpu", devices=1, num_sanity_val_steps=0,
-                     default_root_dir=root)
-
-
-def test_biofusionnet_evaluates_and_predicts_another_folder(tmp_path):
+def test_biofusionnet_evaluates_and_predicts_another_folder(small_runs, tmp_path):
     L.seed_everything(0)
     data = MultimodalSurvivalData(str(write_layout(tmp_path / "train", 40, seed=0)), batch_size=8)
     task = SurvivalTask("medical/biofusionnet", model_inputs=data.model_inputs,
                         optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-4}})
-    trainer = _trainer(tmp_path)
-    trainer.fit(task, datamodule=data)
-    ckpt = tmp_path / "run.ckpt"
-    trainer.save_checkpoint(ckpt)
-    saved = torch.load(ckpt, weights_only=True)["datamodule_hyper_parameters"]
+    ckpt, saved = small_runs.fit_and_save(task, data, **TRAINER)
     assert len(saved["statistics"]["genes"]) == 20 and len(saved["statistics"]["patch_mean"]) == 3 * 384
     shutil.rmtree(tmp_path / "train")
 
     others = write_layout(tmp_path / "others", 16, seed=1)
     test = MultimodalSurvivalData(**{**saved, "test_root": str(others)})
     loaded = SurvivalTask.load_from_checkpoint(ckpt, weights_only=True)
-    (result,) = _trainer(tmp_path).test(loaded, datamodule=test, ckpt_path=ckpt, weights_only=True, verbose=False)
+    trainer = small_runs.trainer(**TRAINER)
+    (result,) = trainer.test(loaded, datamodule=test, ckpt_path=ckpt, weights_only=True, verbose=False)
     outcomes = pd.read_csv(others / "survival_data.csv")
     events = int(outcomes.OS_STATUS.str[0].astype(int).sum())
     assert test.evaluation_line("test") == f"data: 16 subjects, {events} events in {others} (all of it)"
 
     (others / "survival_data.csv").unlink()  # new patients: no outcomes
     predict = MultimodalSurvivalData(**{**saved, "predict_root": str(others)})
-    predictions = _trainer(tmp_path).predict(loaded, datamodule=predict, ckpt_path=ckpt, weights_only=True)
+    predictions = small_runs.trainer(**TRAINER).predict(loaded, datamodule=predict, ckpt_path=ckpt, weights_only=True)
     loaded.write_predictions(predictions, predict, tmp_path / "risks.csv")
     with open(tmp_path / "risks.csv") as f:
         risks = {row["id"]: float(row["risk"]) for row in csv.DictReader(f)}

@@ -20,23 +20,14 @@ from zoo.tasks.sequence_labelling import SequenceLabellingTask
 torch.set_num_threads(1)
 
 
-def _trainer(root) -> L.Trainer:
-    return L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, accelerator="cpu", devices=1, default_root_dir=root)
-
-
-def test_a_sepsis_checkpoint_evaluates_and_predicts_another_folder(tmp_path):
+def test_a_sepsis_checkpoint_evaluates_and_predicts_another_folder(small_runs, tmp_path):
     L.seed_everything(0)
     cohort = write_simulated_cohort(tmp_path / "cohort", 60)
     data = SepsisData(root=str(cohort), val=0.25, test=0.25)
     task = SequenceLabellingTask("medical/sepsis_transformer", in_features=data.in_features,
                                  model_kwargs={"d_model": 32}, lr_scheduler=None,
                                  optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}})
-    trainer = _trainer(tmp_path)
-    trainer.fit(task, datamodule=data)
-    ckpt = tmp_path / "run.ckpt"
-    trainer.save_checkpoint(ckpt)
-    saved = torch.load(ckpt, weights_only=True)["datamodule_hyper_parameters"]
+    ckpt, saved = small_runs.fit_and_save(task, data)
     assert len(saved["feature_mean"]) == len(FEATURE_NAMES) and saved["positive_fraction"] > 0
     shutil.rmtree(cohort)  # the training patients are gone
 
@@ -46,7 +37,7 @@ def test_a_sepsis_checkpoint_evaluates_and_predicts_another_folder(tmp_path):
     hours, septic = sum(len(y) for y in labels), sum(bool(y.any()) for y in labels)
     test = SepsisData(**{**saved, "test_root": str(others)})
     loaded = SequenceLabellingTask.load_from_checkpoint(ckpt, weights_only=True)
-    (result,) = _trainer(tmp_path).test(loaded, datamodule=test, ckpt_path=ckpt, weights_only=True, verbose=False)
+    (result,) = small_runs.trainer().test(loaded, datamodule=test, ckpt_path=ckpt, weights_only=True, verbose=False)
     assert test.evaluation_line("test") == f"data: 24 patients ({septic} septic), {hours} hours in {others} " \
                                            "(all of it)"
 
@@ -56,7 +47,7 @@ def test_a_sepsis_checkpoint_evaluates_and_predicts_another_folder(tmp_path):
         rows = ["|".join(f"{v:g}" for v in row).replace("nan", "NaN") for row in read_psv(path)[:, :-1]]
         (unlabelled / path.name).write_text("\n".join(["|".join(COLUMNS[:-1]), *rows]) + "\n")
     predict = SepsisData(**{**saved, "predict_root": str(unlabelled)})
-    batches = _trainer(tmp_path).predict(loaded, datamodule=predict, ckpt_path=ckpt, weights_only=True)
+    batches = small_runs.trainer().predict(loaded, datamodule=predict, ckpt_path=ckpt, weights_only=True)
     scores = dict(pair for batch in batches for pair in batch)
     assert sorted(scores) == sorted(f.stem for f in files)
     hourly = np.concatenate([scores[f.stem] for f in files])

@@ -19,15 +19,11 @@ from zoo.errors import DataError
 from zoo.tasks.tabular import TabularTask
 
 torch.set_num_threads(1)
-
-
-def _trainer(root) -> L.Trainer:
-    return L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, accelerator="cpu", devices=1, default_root_dir=root)
+TRAINER = dict(max_epochs=3)  # Trainer arguments of this file's small runs
 
 
 @pytest.fixture
-def checkpoint(tmp_path):
+def checkpoint(small_runs, tmp_path):
     """(checkpoint, the data module arguments it keeps, the rows it never saw as a frame)."""
     wine = load_wine(as_frame=True).frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
     wine["target"] = wine["target"].map({0: "barolo", 1: "grignolino", 2: "barbera"})
@@ -39,35 +35,32 @@ def checkpoint(tmp_path):
                        class_names=data.class_names, target_scaling=data.target_scaling,
                        model_kwargs={"context_size": 16},
                        optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": 3e-3}})
-    trainer = _trainer(tmp_path)
-    trainer.fit(task, datamodule=data)
-    ckpt = tmp_path / "run.ckpt"
-    trainer.save_checkpoint(ckpt)
-    saved = torch.load(ckpt, weights_only=True)["datamodule_hyper_parameters"]
+    ckpt, saved = small_runs.fit_and_save(task, data, **TRAINER)
     train_file.unlink()
     return ckpt, saved, wine.iloc[130:].reset_index(drop=True)
 
 
-def _predict(ckpt, saved, rows: pd.DataFrame, tmp_path) -> list[dict[str, str]]:
+def _predict(small_runs, ckpt, saved, rows: pd.DataFrame, tmp_path) -> list[dict[str, str]]:
     rows.to_csv(tmp_path / "rows.csv", index=False)
     data = TabularData(**{**saved, "predict_path": str(tmp_path / "rows.csv")})
     task = TabularTask.load_from_checkpoint(ckpt, weights_only=True)
-    predictions = _trainer(tmp_path).predict(task, datamodule=data, ckpt_path=ckpt, weights_only=True)
+    predictions = small_runs.trainer(**TRAINER).predict(task, datamodule=data, ckpt_path=ckpt, weights_only=True)
     assert data.evaluation_line("predict") == f"data: {len(rows)} rows in {tmp_path / 'rows.csv'} (all of it)"
     task.write_predictions(predictions, data, tmp_path / "predictions.csv")
     with open(tmp_path / "predictions.csv") as f:
         return list(csv.DictReader(f))
 
 
-def test_tabr_evaluates_another_table_and_predicts_rows_without_target(checkpoint, tmp_path):
+def test_tabr_evaluates_another_table_and_predicts_rows_without_target(small_runs, checkpoint, tmp_path):
     ckpt, saved, new = checkpoint
     new.to_csv(tmp_path / "new.csv", index=False)
     data = TabularData(**{**saved, "test_path": str(tmp_path / "new.csv")})
     task = TabularTask.load_from_checkpoint(ckpt, weights_only=True)
-    (result,) = _trainer(tmp_path).test(task, datamodule=data, ckpt_path=ckpt, weights_only=True, verbose=False)
+    trainer = small_runs.trainer(**TRAINER)
+    (result,) = trainer.test(task, datamodule=data, ckpt_path=ckpt, weights_only=True, verbose=False)
     assert data.evaluation_line("test") == f"data: {len(new)} rows in {tmp_path / 'new.csv'} (all of it)"
     shuffled = new.drop(columns=["target"]).iloc[:, ::-1]  # no target, other column order
-    predicted = _predict(ckpt, saved, shuffled, tmp_path)
+    predicted = _predict(small_runs, ckpt, saved, shuffled, tmp_path)
     assert len(predicted) == len(new)
     accuracy = np.mean([row["label"] == truth for row, truth in zip(predicted, new["target"], strict=True)])
     assert result["test/acc"] == pytest.approx(accuracy, abs=1e-6)

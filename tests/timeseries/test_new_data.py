@@ -19,13 +19,8 @@ from zoo.tasks.forecasting import ForecastingTask
 torch.set_num_threads(1)
 
 
-def _trainer(root) -> L.Trainer:
-    return L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, accelerator="cpu", devices=1, default_root_dir=root)
-
-
 @pytest.fixture
-def checkpoint(tmp_path):
+def checkpoint(small_runs, tmp_path):
     prices = _embedded_frame("sp500")[["Date", "Close"]]
     train_file, new_file = tmp_path / "train.csv", tmp_path / "new.csv"
     prices.iloc[:1200].to_csv(train_file, index=False)
@@ -36,25 +31,21 @@ def checkpoint(tmp_path):
                            targets=data.num_targets, target_scaling=data.target_scaling, naive_scale=data.naive_scale,
                            target_names=data.target_names,
                            optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}})
-    trainer = _trainer(tmp_path)
-    trainer.fit(task, datamodule=data)
-    ckpt = tmp_path / "run.ckpt"
-    trainer.save_checkpoint(ckpt)
-    saved = torch.load(ckpt, weights_only=True)["datamodule_hyper_parameters"]
+    ckpt, saved = small_runs.fit_and_save(task, data)
     train_file.unlink()
     return ckpt, saved, prices.iloc[4000:4300]["Close"].to_numpy(), new_file
 
 
-def test_resnls_evaluates_another_file_and_forecasts_it(checkpoint, tmp_path):
+def test_resnls_evaluates_another_file_and_forecasts_it(small_runs, checkpoint, tmp_path):
     ckpt, saved, close, new_file = checkpoint
     data = TimeSeriesData(**{**saved, "test_path": str(new_file)})
     task = ForecastingTask.load_from_checkpoint(ckpt, weights_only=True)
-    (result,) = _trainer(tmp_path).test(task, datamodule=data, ckpt_path=ckpt, weights_only=True, verbose=False)
+    (result,) = small_runs.trainer().test(task, datamodule=data, ckpt_path=ckpt, weights_only=True, verbose=False)
     assert data.evaluation_line("test") == f"data: 295 windows of 5 -> 1 steps from 1 series in {new_file} " \
                                            "(all of it)"
     assert data.panel is None  # the training file was not read
     forecast = TimeSeriesData(**{**saved, "predict_path": str(new_file)})
-    predictions = _trainer(tmp_path).predict(task, datamodule=forecast, ckpt_path=ckpt, weights_only=True)
+    predictions = small_runs.trainer().predict(task, datamodule=forecast, ckpt_path=ckpt, weights_only=True)
     task.write_predictions(predictions, forecast, tmp_path / "forecasts.csv")
     with open(tmp_path / "forecasts.csv") as f:
         values = np.array([float(row["value"]) for row in csv.DictReader(f)])
