@@ -73,17 +73,26 @@ def grouped_split(groups: Sequence, val: float, test: float, seed: int = 0,
         groups: (N,) group id of each row.
         stratify: (N,) label of each row, constant within a group (the group's outcome), to stratify by.
     """
-    groups = np.asarray(groups)
-    names, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
-    group_labels = None
-    if stratify is not None:
-        labels = np.asarray(stratify)
-        group_labels = labels[first]
-        if not np.array_equal(labels, group_labels[inverse]):
-            raise DataError("the stratification label must be the same for every row of a group")
-    parts = random_split(len(names), val, test, seed, group_labels)
-    rows = [np.flatnonzero(np.isin(inverse, part)) for part in parts]
-    return Split(*rows)
+    inverse, count, group_labels = _groups_of(groups, stratify)
+    return _rows_of_groups(random_split(count, val, test, seed, group_labels), inverse)
+
+
+def _groups_of(groups: Sequence, stratify: Sequence | None) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """(N,) index of each row's group among the sorted group ids, the number of groups, and each group's label
+    (None without ``stratify``), checked to be the same for every row of a group."""
+    names, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    if stratify is None:
+        return inverse, len(names), None
+    labels = np.asarray(stratify)
+    group_labels = labels[first]
+    if not np.array_equal(labels, group_labels[inverse]):
+        raise DataError("the stratification label must be the same for every row of a group")
+    return inverse, len(names), group_labels
+
+
+def _rows_of_groups(parts: Split, inverse: np.ndarray) -> Split:
+    """A split of groups as a split of their rows."""
+    return Split(*(np.flatnonzero(np.isin(inverse, part)) for part in parts))
 
 
 def chronological_split(n: int, val: float, test: float, gap: int = 0) -> Split:
@@ -135,15 +144,8 @@ def fold_split(n: int, folds: int, fold: int, val: float, seed: int = 0, stratif
     if folds == 1:
         raise DataError("fold_split needs --data.folds of at least 2")
     if groups is not None:
-        names, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
-        group_labels = None
-        if stratify is not None:
-            labels = np.asarray(stratify)
-            group_labels = labels[first]
-            if not np.array_equal(labels, group_labels[inverse]):
-                raise DataError("the stratification label must be the same for every row of a group")
-        parts = fold_split(len(names), folds, fold, val, seed, group_labels)
-        return Split(*(np.flatnonzero(np.isin(inverse, part)) for part in parts))
+        inverse, count, group_labels = _groups_of(groups, stratify)
+        return _rows_of_groups(fold_split(count, folds, fold, val, seed, group_labels), inverse)
     if n < folds:
         raise DataError(f"{n} rows are too few for {folds} folds")
     labels = None if stratify is None else np.asarray(stratify)

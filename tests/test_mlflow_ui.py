@@ -4,6 +4,7 @@ Chromium (the React app runs; the text is read from the rendered DOM). Skipped w
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
@@ -46,22 +47,28 @@ def screenshots(tmp_path_factory):
     print(f"MLflow UI screenshots: {folder}")
 
 
+@contextlib.contextmanager
+def zoo_ui(store_folder, log, loopback):
+    """`zoo ui` on the store in ``store_folder`` (its output in ``log``) while the block runs; yields its URL."""
+    port = loopback.free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    server = loopback.start([sys.executable, "-m", "zoo.cli", "ui", "--port", str(port)], port, log,
+                            cwd=store_folder, env=env)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        loopback.stop(server)
+
+
 @pytest.fixture(scope="module")
 def ui(trained_run, tmp_path_factory, loopback):
     """`zoo ui` serving the trained run's store; yields (base URL, the run page link the run printed, zoo ui's
     output)."""
     assert trained_run.exit_code == 0, trained_run.output[-2000:]
-    port = loopback.free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     log = tmp_path_factory.mktemp("ui") / "ui.log"
-    server = loopback.start([sys.executable, "-m", "zoo.cli", "ui", "--port", str(port)], port, log,
-                            cwd=trained_run.root, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with zoo_ui(trained_run.root, log, loopback) as base:
         (printed,) = re.findall(r"open it: +zoo ui +then +(\S+)", trained_run.output)
         yield base, printed.replace("http://127.0.0.1:5000", base), log.read_text()
-    finally:
-        loopback.stop(server)
 
 
 def test_the_printed_run_link_opens_a_model_training_run_page(ui, tmp_path, screenshots):
@@ -102,17 +109,9 @@ def test_zoo_ui_links_the_experiment_as_model_training_with_its_runs(ui, tmp_pat
 def group_ui(trained_group, tmp_path_factory, loopback):
     """`zoo ui` serving the store of a `--data.folds 3` group; yields (base URL, the parent's printed link)."""
     assert trained_group.exit_code == 0, trained_group.output[-2000:]
-    port = loopback.free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    log = tmp_path_factory.mktemp("group-ui") / "ui.log"
-    server = loopback.start([sys.executable, "-m", "zoo.cli", "ui", "--port", str(port)], port, log,
-                            cwd=trained_group.root, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with zoo_ui(trained_group.root, tmp_path_factory.mktemp("group-ui") / "ui.log", loopback) as base:
         printed = re.findall(r"open it: +zoo ui +then +(\S+)", trained_group.output)[-1]  # the parent's, printed last
         yield base, printed.replace("http://127.0.0.1:5000", base)
-    finally:
-        loopback.stop(server)
 
 
 def test_the_group_parent_lists_its_children_folded_under_it(group_ui, trained_group, tmp_path, screenshots):
