@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import RunStoppedError, ZooError
+from zoo.fault_injection import inject
 from zoo.resume import resume_args, run_name
 from zoo.runner import RunOutcome, run_lightning
 from zoo.tasks.base import ZooTask
@@ -272,8 +273,6 @@ def run_group(model_id: str, task_class: type[ZooTask], base_args: list[str], me
     earlier = _children(client, logger.experiment_id, parent)
     results: list[MemberResult] = []
     for index, member in enumerate(members):
-        from zoo.fault_injection import inject
-
         inject("group_member", member=index)
         child = earlier.get(member.name)
         if child is not None and child.info.status == "FINISHED":
