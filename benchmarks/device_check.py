@@ -1,9 +1,12 @@
 """One script a GPU machine runs in under 8 minutes: per family one training step and one inference, at batch sizes
 that fill the card, eager fp32 against bf16 autocast against compiled (bf16), beside the reference implementation
-(timm, the zoo's own training graph or GELAN-s, ``nn.TransformerEncoder``) in the same process; peak memory and
-the fraction of the card's dense bf16 peak that the best variant reaches. Results as a Markdown table.
+(timm, the official code's own CPU path, the zoo's own training graph or GELAN-s, ``nn.TransformerEncoder``) in the
+same process; peak memory and the fraction of the card's dense bf16 peak that the best variant reaches. Results as
+a Markdown table. With ``--cpu`` the same comparison runs on this machine's CPU at sizes it can take, the variants
+interleaved over ``--rounds`` rounds (median per variant), so that a change in the machine's load hits all of them.
 
     python -m benchmarks.device_check                     # the GPU (cuda), writes benchmarks/results/device_check.md
+    python -m benchmarks.device_check --cpu               # this CPU, writes benchmarks/results/device_check_cpu.md
     python -m benchmarks.device_check --dry               # CPU, tiny inputs, batch 2; TLOB compiled ("eager" backend)
     python -m benchmarks.device_check --families eca_resnet50 tlob --budget 300
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -40,13 +45,16 @@ VARIANTS = ("fp32", "bf16", "compiled bf16", "reference fp32", "reference bf16")
 
 @dataclass
 class Family:
-    """A model (zoo id and constructor arguments), its input (shape without the batch; dry: a smaller one), the
-    batch that fills an 80 GB card, and the reference it is compared with (None: none offline)."""
+    """A model (zoo id and constructor arguments), its input (shape without the batch; dry: a smaller one; cpu: what
+    a CPU measures in seconds), the batch that fills an 80 GB card (and the CPU's batch), and the reference it is
+    compared with (None: none offline)."""
 
     model_id: str
     shape: tuple[int, ...]
     dry_shape: tuple[int, ...]
     batch: int
+    cpu_shape: tuple[int, ...]
+    cpu_batch: int
     reference: Callable[[nn.Module, tuple[int, ...]], nn.Module] | None = None
     reference_name: str = "-"
     kwargs: dict = field(default_factory=dict)
@@ -100,21 +108,33 @@ def _transformer_encoder(zoo_model: nn.Module, shape: tuple[int, ...]) -> nn.Mod
     return EncoderClassifier(features, seq_len, zoo_model.hidden_dim, zoo_model.num_heads, 2 * zoo_model.num_layers)
 
 
+def _sequential_scan(zoo_model: nn.Module, shape: tuple[int, ...]) -> nn.Module:
+    """The same VMamba with the official code's sequential selective scan (``selective_scan_ref``, its only path
+    without the CUDA kernels) in place of the zoo's chunked scan."""
+    reference = copy.deepcopy(zoo_model)
+    reference.set_scan_method("reference")
+    return reference
+
+
 def _zoo(model_id: str) -> Callable[[nn.Module, tuple[int, ...]], nn.Module]:
     return lambda zoo_model, shape: zoo.create_model(model_id)
 
 
 FAMILIES = {
-    "eca_resnet50": Family("vision/eca_resnet50", (3, 224, 224), (3, 32, 32), 256, _timm_eca_resnet50,
-                           "timm resnet50 + ECA"),
-    "halonet26t": Family("vision/halonet26t", (3, 256, 256), (3, 256, 256), 192, _timm_halonet, "timm halonet26t"),
-    "vmamba_tiny": Family("vision/vmamba_tiny", (3, 224, 224), (3, 32, 32), 128),
-    "ssast_tiny_patch": Family("audio/ssast_tiny_patch", (1024, 128), (64, 128), 128, _timm_vit_like_ssast,
-                               "timm ViT (same grid)", {"num_classes": 35}),
-    "tlob": Family("finance/tlob", (128, 46), (128, 46), 2048, _transformer_encoder, "nn.TransformerEncoder"),
-    "dea_net_deploy": Family("vision/dea_net_deploy", (3, 256, 256), (3, 32, 32), 32, _zoo("vision/dea_net"),
-                             "DEA-Net training graph", inference_only=True),
-    "yolo9tr": Family("vision/yolo9tr", (3, 640, 640), (3, 32, 32), 64, _zoo("vision/gelan_s"), "GELAN-s"),
+    "eca_resnet50": Family("vision/eca_resnet50", (3, 224, 224), (3, 32, 32), 256, (3, 96, 96), 16,
+                           _timm_eca_resnet50, "timm resnet50 + ECA"),
+    "halonet26t": Family("vision/halonet26t", (3, 256, 256), (3, 256, 256), 192, (3, 256, 256), 4, _timm_halonet,
+                         "timm halonet26t"),
+    "vmamba_tiny": Family("vision/vmamba_tiny", (3, 224, 224), (3, 32, 32), 128, (3, 64, 64), 4, _sequential_scan,
+                          "official sequential scan"),
+    "ssast_tiny_patch": Family("audio/ssast_tiny_patch", (1024, 128), (64, 128), 128, (256, 128), 8,
+                               _timm_vit_like_ssast, "timm ViT (same grid)", {"num_classes": 35}),
+    "tlob": Family("finance/tlob", (128, 46), (128, 46), 2048, (128, 46), 32, _transformer_encoder,
+                   "nn.TransformerEncoder"),
+    "dea_net_deploy": Family("vision/dea_net_deploy", (3, 256, 256), (3, 32, 32), 32, (3, 128, 128), 4,
+                             _zoo("vision/dea_net"), "DEA-Net training graph", inference_only=True),
+    "yolo9tr": Family("vision/yolo9tr", (3, 640, 640), (3, 32, 32), 64, (3, 256, 256), 4, _zoo("vision/gelan_s"),
+                      "GELAN-s"),
 }
 
 
@@ -187,23 +207,25 @@ def bf16_peak(device: torch.device) -> float | None:
     return next((peak for key, peak in BF16_PEAK.items() if key in name), None)
 
 
-def measure_family(name: str, family: Family, device: torch.device, dry: bool, deadline: float,
-                   warmup: int, iters: int, compile_it: bool = True) -> list[dict]:
-    """The rows (training step, inference) of one family: seconds per call of each variant, the batch, peak
-    memory, TFLOP/s of the fastest zoo variant and its fraction of the card's bf16 peak."""
+def measure_family(name: str, family: Family, device: torch.device, size: str, deadline: float,
+                   warmup: int, iters: int, rounds: int = 1, compile_it: bool = True) -> list[dict]:
+    """The rows (training step, inference) of one family at ``size`` ("card", "cpu" or "dry"): seconds per call of
+    each variant (the median of ``rounds`` rounds in which the variants take turns), the batch, peak memory,
+    TFLOP/s of the fastest zoo variant and its fraction of the card's bf16 peak."""
     torch.manual_seed(0)
-    shape = family.dry_shape if dry else family.shape
+    shape = {"card": family.shape, "cpu": family.cpu_shape, "dry": family.dry_shape}[size]
     kwargs = dict(family.kwargs)
     if family.model_id.startswith("audio/ssast"):
         kwargs["input_tdim"] = shape[0]
     model = zoo.create_model(family.model_id, **kwargs).to(device)
     reference = family.reference(model, shape).to(device) if family.reference else None
     memory_scale = torch.cuda.get_device_properties(device).total_memory / 80e9 if device.type == "cuda" else 0
-    batch = 2 if dry else max(1, int(family.batch * memory_scale))
-    compiled = zoo.create_model(family.model_id, **kwargs).to(device)
-    compiled.load_state_dict(model.state_dict())
-    compile_line = compile_model(compiled, family.model_id, **({"backend": "eager"} if dry else {})) \
-        if compile_it else "model: stays eager (-)"
+    batch = {"card": max(1, int(family.batch * memory_scale)), "cpu": family.cpu_batch, "dry": 2}[size]
+    compile_line = "model: stays eager (not asked for)"
+    if compile_it:
+        compiled = zoo.create_model(family.model_id, **kwargs).to(device)
+        compiled.load_state_dict(model.state_dict())
+        compile_line = compile_model(compiled, family.model_id, **({"backend": "eager"} if size == "dry" else {}))
     rows = []
     for mode in (("inference",) if family.inference_only else ("training step", "inference")):
         train = mode == "training step"
@@ -211,7 +233,11 @@ def measure_family(name: str, family: Family, device: torch.device, dry: bool, d
         if time.monotonic() > deadline:
             rows.append({**row, "skipped": "time budget"})
             continue
-        models = {"fp32": (model, False), "bf16": (model, True), "compiled bf16": (compiled, True)}
+        models = {"fp32": (model, False), "bf16": (model, True)}
+        if "stays eager" in compile_line:
+            row["compiled bf16"] = compile_line.split("(", 1)[1].rstrip(")")
+        else:
+            models["compiled bf16"] = (compiled, True)
         if reference is not None:
             models |= {"reference fp32": (reference, False), "reference bf16": (reference, True)}
         while True:
@@ -219,12 +245,15 @@ def measure_family(name: str, family: Family, device: torch.device, dry: bool, d
                 x = torch.randn(batch, *shape, device=device)
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
+                steps = {}
                 for variant, (m, bf16) in models.items():
-                    if variant == "compiled bf16" and "stays eager" in compile_line:
-                        row[variant] = compile_line.split("(", 1)[1].rstrip(")")
-                        continue
                     m.train(train)
-                    row[variant] = seconds_per_call(make_step(m, x, train, bf16), device, warmup, iters)
+                    steps[variant] = make_step(m, x, train, bf16)
+                timings = {variant: [] for variant in steps}
+                for round_ in range(rounds):
+                    for variant, step in steps.items():
+                        timings[variant].append(seconds_per_call(step, device, warmup if round_ == 0 else 0, iters))
+                row |= {variant: statistics.median(times) for variant, times in timings.items()}
                 break
             except torch.OutOfMemoryError:
                 if batch == 1:
@@ -255,7 +284,8 @@ def _cell(value) -> str:
 
 
 def table(rows: list[dict]) -> list[str]:
-    header = ["family", "mode", "batch", *VARIANTS, "reference", "zoo best / ref fp32", "zoo bf16 / ref bf16",
+    header = ["family", "mode", "batch", *VARIANTS, "reference", "zoo fp32 / ref fp32", "zoo bf16 / ref bf16",
+              "zoo best / ref fp32",
               "peak GiB", "TFLOP/s (best)", "of bf16 peak"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
@@ -264,9 +294,11 @@ def table(rows: list[dict]) -> list[str]:
             continue
         best = r.get(r["best"])
         speedup = r.get("reference fp32") / best if isinstance(r.get("reference fp32"), float) else None
+        same32 = r["reference fp32"] / r["fp32"] if isinstance(r.get("reference fp32"), float) else None
         same = r["reference bf16"] / r["bf16"] if isinstance(r.get("reference bf16"), float) else None
         cells = [r["family"], r["mode"], str(r["batch"]), *(_cell(r.get(v)) for v in VARIANTS), r["reference"],
-                 f"{speedup:.2f}x" if speedup else "-", f"{same:.2f}x" if same else "-",
+                 f"{same32:.2f}x" if same32 else "-", f"{same:.2f}x" if same else "-",
+                 f"{speedup:.2f}x" if speedup else "-",
                  f"{r['peak GiB']:.1f}" if "peak GiB" in r else "-", f"{r['TFLOP/s']:.2f}",
                  f"{r['of bf16 peak']:.1%}" if r.get("of bf16 peak") else "-"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -275,43 +307,56 @@ def table(rows: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dry", action="store_true", help="CPU, tiny inputs, batch 2, compile backend 'eager'")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--dry", action="store_true", help="CPU, tiny inputs, batch 2, compile backend 'eager'")
+    where.add_argument("--cpu", action="store_true", help="this CPU, sizes it measures in seconds")
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--compile-families", nargs="*", default=None,
-                        help="the families whose compiled variant is measured (default: all; dry: tlob)")
-    parser.add_argument("--budget", type=float, default=420.0, help="seconds before the remaining rows are skipped")
-    parser.add_argument("--output", default=None, help="default: benchmarks/results/device_check[_dry].md")
+                        help="the families whose compiled variant is measured (default: all on a GPU; dry: tlob; "
+                             "cpu: none, a CPU compile takes minutes per model)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default: cpu 3, else 1)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds before the remaining rows are skipped (default: cpu 1500, else 420)")
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/device_check[_cpu|_dry].md")
     args = parser.parse_args(argv)
-    device = torch.device("cpu" if args.dry or not torch.cuda.is_available() else "cuda")
+    size = "dry" if args.dry else "cpu" if args.cpu else "card"
+    if size == "card" and not torch.cuda.is_available():
+        parser.error("no CUDA device here: --cpu measures this CPU, --dry checks that the script works")
+    device = torch.device("cuda" if size == "card" else "cpu")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # "fp32" on a GPU means TF32 matmuls, as zoo train runs it
         torch.backends.cudnn.allow_tf32 = True
-    warmup, iters = (1, 1) if args.dry else (3, 10)
+    warmup, iters = {"dry": (1, 1), "cpu": (2, 3), "card": (3, 10)}[size]
+    rounds = args.rounds or (3 if size == "cpu" else 1)
+    budget = args.budget or (1500.0 if size == "cpu" else 420.0)
     if args.dry:
         torch.set_num_threads(1)
     compiled = args.compile_families if args.compile_families is not None else \
-        (["tlob"] if args.dry else list(FAMILIES))
+        {"dry": ["tlob"], "cpu": [], "card": list(FAMILIES)}[size]
     start = time.monotonic()
-    deadline = start + args.budget
+    deadline = start + budget
     before = load_average()
     rows: list[dict] = []
     for name in args.families:
-        rows += measure_family(name, FAMILIES[name], device, args.dry, deadline, warmup, iters, name in compiled)
+        rows += measure_family(name, FAMILIES[name], device, size, deadline, warmup, iters, rounds, name in compiled)
         print(f"{name}: done at {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"CPU ({torch.get_num_threads()} threads)"
+    flag = {"dry": " --dry", "cpu": " --cpu", "card": ""}[size]
     lines = [
         f"# Device check: {device_name}{' (dry run: tiny inputs)' if args.dry else ''}",
         "",
-        f"`python -m benchmarks.device_check{' --dry' if args.dry else ''}`, torch {torch.__version__}; seconds per "
-        f"call ({warmup} warm-up, {iters} timed); compiled = `torch.compile` of the zoo model, run in bf16 "
-        "autocast (its first calls, the compile itself, are in the warm-up). Ratios > 1: the zoo is faster.",
+        f"`python -m benchmarks.device_check{flag}`, torch {torch.__version__}; seconds per call ({warmup} warm-up, "
+        f"{iters} timed{f', median of {rounds} rounds in which the variants take turns' if rounds > 1 else ''}); "
+        "compiled = `torch.compile` of the zoo model, run in bf16 autocast (its first calls, the compile itself, are "
+        "in the warm-up). Ratios > 1: the zoo is faster.",
         "",
         *table(rows),
         "",
         f"{time.monotonic() - start:.0f} s in all; {before} before, {load_average()} after.",
         "",
     ]
-    output = args.output or f"benchmarks/results/device_check{'_dry' if args.dry else ''}.md"
+    output = args.output or f"benchmarks/results/device_check{'_' + size if size != 'card' else ''}.md"
     write_report(Path(output), lines)
     print("\n".join(lines))
     return 0

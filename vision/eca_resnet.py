@@ -180,7 +180,7 @@ _NOTES = (
     "Official weights are plain torch pickles named .pth.tar with 'module.'-prefixed keys; they load as they are. "
     "kernel_sizes='adaptive' gives the paper's psi(C) instead of the released per-stage sizes."
 )
-_RECIPES = {"quickstart": "digits.yaml", "paper": "eca_resnet_imagenet.yaml"}
+_RECIPES = {"quickstart": ("digits.yaml", "digits_large_batch.yaml"), "paper": "eca_resnet_imagenet.yaml"}
 
 
 def _official(depth: int, tag: str, top1: float, top5: float) -> WeightSet:

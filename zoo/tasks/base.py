@@ -39,6 +39,7 @@ from zoo.errors import NonFiniteLossError, ZooError
 from zoo.factory import create_model
 from zoo.protocols import NoWeightDecay, RunRecorder
 from zoo.tasks.compiling import compile_model
+from zoo.tasks.optimizers import build_optimizer
 
 DEFAULT_OPTIMIZER = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3, "weight_decay": 0.05}}
 STAGES = ("train", "val", "test")
@@ -249,7 +250,7 @@ class ZooTask(L.LightningModule):
     @override
     def configure_optimizers(self) -> Any:
         spec = self.hparams.optimizer or DEFAULT_OPTIMIZER
-        optimizer = import_class(spec["class_path"])(self.parameter_groups(), **spec.get("init_args", {}))
+        optimizer = build_optimizer(spec, self.parameter_groups())
         spec = self.hparams.lr_scheduler
         if not spec:
             return optimizer
