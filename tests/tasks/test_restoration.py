@@ -11,7 +11,7 @@ from PIL import Image
 from zoo.data.restoration import DehazingData
 
 from zoo.tasks.registry import get_task_class
-from zoo.tasks.restoration import pad_to_multiple, restoration_metrics
+from zoo.tasks.restoration import l1_ssim_loss, pad_to_multiple, restoration_metrics, ssim_per_image
 
 SMALL = {"base_dim": 8, "depths": (1, 1, 1)}
 
@@ -93,3 +93,44 @@ def test_contrastive_loss_offline_is_an_explicit_choice(monkeypatch):
     monkeypatch.setattr(torchvision.models, "vgg19", offline)
     with pytest.raises(Exception, match="contrastive_weight 0"):
         _task(contrastive_weight=0.1)
+
+
+def _textured(seed: int = 0) -> torch.Tensor:
+    """(2, 3, 48, 48) images with texture at several scales."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.nn.functional.interpolate(torch.rand(2, 3, 6, 6, generator=generator), size=48, mode="bilinear")
+    return (0.6 * coarse + 0.4 * torch.rand(2, 3, 48, 48, generator=generator)).clamp(0, 1)
+
+
+def _blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    from torchvision.transforms.functional import gaussian_blur
+
+    return gaussian_blur(images, kernel_size=2 * round(3 * sigma) + 1, sigma=sigma)
+
+
+def test_l1_ssim_loss_is_zero_for_identical_images_and_rises_with_blur():
+    """Zhao et al.'s 0.84 (1 - SSIM) + 0.16 L1: 0 for the image itself, larger the more its texture is blurred;
+    its SSIM is the evaluation's (torchmetrics, Gaussian window 11, sigma 1.5) up to the border it leaves out."""
+    clean = _textured()
+    assert float(l1_ssim_loss(clean, clean)) == pytest.approx(0.0, abs=1e-6)
+    losses = [float(l1_ssim_loss(_blur(clean, sigma), clean)) for sigma in (0.5, 1.0, 2.0, 4.0)]
+    assert losses[0] > 0.01 and losses == sorted(set(losses)), losses
+    blurred = _blur(clean, 1.0)
+    reference = restoration_metrics("")(blurred, clean)["ssim"]
+    assert float(ssim_per_image(blurred, clean).mean()) == pytest.approx(float(reference), abs=0.02)
+
+
+def test_l1_ssim_loss_is_float32_and_differentiable_under_bf16_autocast():
+    clean = _textured()
+    output = _blur(clean, 1.0).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = l1_ssim_loss(output.bfloat16(), clean)
+    assert loss.dtype == torch.float32
+    assert float(loss.detach()) == pytest.approx(float(l1_ssim_loss(output.detach(), clean)), abs=5e-3)
+    loss.backward()
+    assert output.grad is not None and torch.isfinite(output.grad).all() and output.grad.abs().sum() > 0
+
+
+def test_unknown_pixel_loss_names_the_choices():
+    with pytest.raises(ValueError, match="l1_ssim"):
+        _task(pixel_loss="ssim")
