@@ -200,8 +200,9 @@ class RestorationTask(ZooTask):
         output = self.restore(degraded, self.eval_model)
         loss = self.pixel_loss(output, clean)
         output = output.clamp(0, 1)
-        self.metrics[stage].update(output, clean)
-        self.input_metrics[stage].update(degraded.clamp(0, 1), clean)
+        with torch.autocast(output.device.type, enabled=False):  # SSIM's convolutions in bf16 read 0.2 for 0.75
+            self.metrics[stage].update(output.float(), clean.float())
+            self.input_metrics[stage].update(degraded.clamp(0, 1).float(), clean.float())
         if stage == "val" and len(self._grid) < self.hparams.grid_images:
             for i in range(min(len(degraded), self.hparams.grid_images - len(self._grid))):
                 self._grid.append((degraded[i].detach().cpu(), output[i].detach().cpu(), clean[i].detach().cpu()))
