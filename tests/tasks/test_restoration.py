@@ -53,19 +53,20 @@ def test_reflect_padding_to_a_multiple_of_four_and_crop_back():
 
 @pytest.mark.slow
 def test_quick_start_improves_haze_over_real_depth_it_never_saw():
-    """The quick-start recipe (vision/recipes/dea_net_quickstart.yaml) on the offline default (simulated haze over
-    simulated scene depth), then scored on the held-out OAK-D scenes hazed over their real stereo depth
-    (benchmarks/real_depth_haze.py) and the Middlebury motorcycle. Measured: OAK-D PSNR 17.70 dB against the
-    hazy input's 15.87, motorcycle 15.58 against 11.76. SSIM falls short of the input's on the OAK-D scenes (0.74
-    against 0.81: the model smooths fine texture), so only a bounded loss is asserted there; runs vary (a `zoo
-    train` run's best checkpoint: 16.13 dB). 251 CPU-seconds of training on 2 cores."""
+    """The quick-start recipe (vision/recipes/dea_net_quickstart.yaml: the 0.84 (1 - SSIM) + 0.16 L1 loss, float32)
+    on the offline default (simulated haze over simulated scene depth), then scored on the held-out OAK-D scenes
+    hazed over their real stereo depth (benchmarks/real_depth_haze.py) and the Middlebury motorcycle: the issue's
+    goal, at least 0.5 dB above the hazy input in PSNR and not below it in SSIM. Measured here: OAK-D 18.20 dB /
+    SSIM 0.827 against the input's 15.87 / 0.812, motorcycle 15.72 / 0.804 against 11.76 / 0.692 (two `zoo train`
+    runs' best checkpoints: 18.14 / 0.830 and 17.97 / 0.835 on OAK-D; benchmarks/results/dehazing_real_depth.md).
+    About 3 minutes of training on one core."""
     from benchmarks.dehazing_real_depth import RECIPE, evaluate, model_restorer, train_recipe
 
     model = train_recipe(RECIPE)
     for source, gain in (("oakd", 0.5), ("motorcycle", 2.0)):
         hazy, ours = evaluate(lambda x: x, source), evaluate(model_restorer(model), source)
         assert ours["psnr"] > hazy["psnr"] + gain, (source, ours, hazy)
-        assert ours["ssim"] > hazy["ssim"] - 0.1, (source, ours, hazy)
+        assert ours["ssim"] >= hazy["ssim"], (source, ours, hazy)
 
 
 def test_predictions_keep_the_original_size(tmp_path):
