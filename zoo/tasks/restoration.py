@@ -30,7 +30,8 @@ SSIM_WINDOW, SSIM_SIGMA, SSIM_C1, SSIM_C2 = 11, 1.5, 0.01 ** 2, 0.03 ** 2  # dat
 L1_SSIM_ALPHA = 0.84  # Zhao et al. 2017, "Loss Functions for Image Restoration with Neural Networks"
 
 
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, device=None) -> torch.Tensor:
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA,
+                    device: torch.device | str | None = None) -> torch.Tensor:
     """A normalised 2-D Gaussian window (size, size), float32."""
     coords = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
     g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
