@@ -71,7 +71,7 @@ def train_recipe(recipe: Path, num_workers: int = 0) -> torch.nn.Module:
     model_args = dict(config.get("model", {}))
     task = get_task_class("image_restoration")("vision/dea_net", grid_images=0, optimizer=config["optimizer"],
                                                lr_scheduler=config.get("lr_scheduler"), **model_args)
-    trainer_args = {k: v for k, v in config.get("trainer", {}).items() if k in ("max_epochs", "max_steps")}
+    trainer_args = {k: v for k, v in config.get("trainer", {}).items() if k in ("max_epochs", "max_steps", "precision")}
     L.Trainer(**trainer_args, logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
               accelerator="cpu").fit(task, datamodule=data)

@@ -34,12 +34,13 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import albumentations as A
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 from zoo.data.base import ZooDataModule, bundled_photos, cache_root, describe_files
 from zoo.data.images import read_image
 from zoo.data.splits import grouped_split
@@ -48,8 +49,8 @@ from zoo.errors import DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DehazingData", "PairedImages", "find_pairs", "read_rgb", "synthesise_haze", "training_photos",
-           "write_synthetic_haze"]
+__all__ = ["DehazingData", "PairedImages", "find_pairs", "read_rgb", "same_size_batch", "synthesise_haze",
+           "training_photos", "write_synthetic_haze"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 HAZY_FOLDERS = ("hazy", "haze", "IN", "input")
@@ -280,6 +281,16 @@ def training_photos() -> dict[str, np.ndarray]:
     return {name: photo for name, photo in photos.items() if name not in EVALUATION_ONLY}
 
 
+def same_size_batch(examples: list[tuple[torch.Tensor, ...]]) -> Any:
+    """torch's default collation of (image, ...) examples, after checking that the images share one size (an
+    evaluation batch of more than one whole image); different sizes raise a DataError that says what to do."""
+    sizes = sorted({tuple(example[0].shape[-2:]) for example in examples})
+    if len(sizes) > 1:
+        raise DataError(f"images of different sizes (H x W: {', '.join(f'{h}x{w}' for h, w in sizes)}) in one "
+                        "evaluation batch: give --data.eval_batch_size 1")
+    return default_collate(examples)
+
+
 class DehazingData(ZooDataModule):
     """Paired restoration batches ``(hazy (B, 3, S, S), clear (B, 3, S, S))`` in [0, 1] for training; evaluation
     batches hold whole images (batch 1 by default, as the paper evaluates).
@@ -297,6 +308,8 @@ class DehazingData(ZooDataModule):
         repeats: passes over the training pairs per epoch (different random crops each time).
         eval_batch_size: whole images per evaluation batch (they must share one size when > 1).
     """
+
+    collate_fn = staticmethod(same_size_batch)
 
     def __init__(self, root: str | None = None, val_root: str | None = None, test_root: str | None = None,
                  predict_path: str | None = None, crop_size: int = 256, rotate: bool = True, flip: bool = False,

@@ -184,3 +184,20 @@ def test_user_folders_split_by_clear_image_and_bad_options(tmp_path):
         DehazingData(crop_size=30)
     with pytest.raises(DataError, match="predict_path"):
         DehazingData(num_workers=0).setup("predict")
+
+
+def test_evaluation_batches_of_mixed_sizes_say_to_batch_one_image(tmp_path):
+    """--data.eval_batch_size 16 (the quick start's, for its 128x128 tiles) on a test folder of mixed sizes: a
+    DataError that says what to do, not torch's stacking error; equal sizes batch together."""
+    for i, (h, w) in enumerate(((16, 16), (16, 16), (20, 12)), start=1):
+        _png(tmp_path / "clear" / f"{i}.png", h, w, seed=i)
+        _png(tmp_path / "hazy" / f"{i}_1_0.8.png", h, w, seed=10 + i)
+    data = DehazingData(test_root=str(tmp_path), eval_batch_size=2, num_workers=0)
+    data.setup("test")
+    loader = iter(data.test_dataloader())
+    hazy, clear = next(loader)
+    assert hazy.shape == clear.shape == (2, 3, 16, 16)
+    data = DehazingData(test_root=str(tmp_path), eval_batch_size=3, num_workers=0)
+    data.setup("test")
+    with pytest.raises(DataError, match=r"different sizes \(H x W: 16x16, 20x12\).*eval_batch_size 1"):
+        next(iter(data.test_dataloader()))

@@ -1,7 +1,8 @@
 """Image restoration: image in, image out (dehazing first; any restoration model whose card names this kind).
 
 Batches are ``(degraded (B, 3, H, W), clean (B, 3, H, W))`` in [0, 1]; prediction batches ``(degraded, index)``.
-The loss is a pixel loss (L1 by default) plus, optionally, DEA-Net's / AECR-Net's contrastive regularisation on
+The loss is a pixel loss (L1 by default; ``l1_ssim`` is Zhao et al.'s structure-preserving mix of (1 - SSIM) and
+L1) plus, optionally, DEA-Net's / AECR-Net's contrastive regularisation on
 frozen ImageNet VGG19 features. PSNR and SSIM are computed as the DEA-Net paper does (RGB, clamped to [0, 1], data
 range 1, Gaussian window 11 with sigma 1.5, averaged per image), for the model's output and, as the do-nothing
 baseline, for the degraded input itself. Inputs are reflect-padded to a multiple of ``pad_multiple`` and the
@@ -25,7 +26,52 @@ from zoo.errors import ZooError
 from zoo.tasks.base import ZooTask
 from zoo.tasks.registry import register_task
 
-PIXEL_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
+SSIM_WINDOW, SSIM_SIGMA, SSIM_C1, SSIM_C2 = 11, 1.5, 0.01 ** 2, 0.03 ** 2  # data range 1
+L1_SSIM_ALPHA = 0.84  # Zhao et al. 2017, "Loss Functions for Image Restoration with Neural Networks"
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """A normalised 2-D Gaussian window (size, size), float32."""
+    coords = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
+    g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Differentiable SSIM (B,) of images (B, C, H, W) with data range 1: Gaussian window 11, sigma 1.5, per
+    channel, over the valid positions (no padding; H and W at least 11), averaged per image. Computed in float32
+    with autocast off, so bf16/fp16 training gets the same loss."""
+    if min(x.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(x.shape[-2:])}")
+    with torch.autocast(x.device.type, enabled=False):
+        x, y = x.float(), y.float()
+        channels = x.shape[1]
+        window = gaussian_window(device=x.device).expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW)
+
+        def blur(z: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(z, window, groups=channels)
+
+        mu_x, mu_y = blur(x), blur(y)
+        var_x = blur(x * x) - mu_x ** 2
+        var_y = blur(y * y) - mu_y ** 2
+        cov = blur(x * y) - mu_x * mu_y
+        ssim_map = ((2 * mu_x * mu_y + SSIM_C1) * (2 * cov + SSIM_C2)
+                    / ((mu_x ** 2 + mu_y ** 2 + SSIM_C1) * (var_x + var_y + SSIM_C2)))
+        return ssim_map.flatten(1).mean(1)
+
+
+def l1_ssim_loss(output: torch.Tensor, target: torch.Tensor, alpha: float = L1_SSIM_ALPHA) -> torch.Tensor:
+    """alpha (1 - SSIM) + (1 - alpha) L1 (Zhao et al. 2017, alpha 0.84; plain L1 rather than their Gaussian-weighted
+    L1): SSIM keeps local structure and contrast (texture) that L1 alone lets a small model smooth away, L1 keeps
+    colours and brightness. Scalar, float32; 0 for identical images."""
+    with torch.autocast(output.device.type, enabled=False):
+        l1 = F.l1_loss(output.float(), target.float())
+    return alpha * (1 - ssim_per_image(output, target).mean()) + (1 - alpha) * l1
+
+
+PIXEL_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss, "smooth_l1": F.smooth_l1_loss, "l1_ssim": l1_ssim_loss}
 VGG_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))  # up to relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
 VGG_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
@@ -106,7 +152,8 @@ class RestorationTask(ZooTask):
 
     Args:
         model: a registered model id whose card names "image_restoration" (e.g. "vision/dea_net").
-        pixel_loss: "l1" (DEA-Net), "l2" or "smooth_l1".
+        pixel_loss: "l1" (DEA-Net), "l2", "smooth_l1" or "l1_ssim" (0.84 (1 - SSIM) + 0.16 L1, Zhao et al. 2017:
+            keeps the texture that a small model trained with L1 smooths away; the quick start's).
         contrastive_weight: weight of the contrastive regularisation on VGG19 features (DEA-Net-CR: 0.1); it
             needs torchvision's ImageNet VGG19 weights. 0 trains without it.
         pad_multiple: inputs are reflect-padded to multiples of this (DEA-Net: 4) and the output cropped back.
@@ -154,8 +201,9 @@ class RestorationTask(ZooTask):
         output = self.restore(degraded, self.eval_model)
         loss = self.pixel_loss(output, clean)
         output = output.clamp(0, 1)
-        self.metrics[stage].update(output, clean)
-        self.input_metrics[stage].update(degraded.clamp(0, 1), clean)
+        with torch.autocast(output.device.type, enabled=False):  # SSIM's convolutions in bf16 read 0.2 for 0.75
+            self.metrics[stage].update(output.float(), clean.float())
+            self.input_metrics[stage].update(degraded.clamp(0, 1).float(), clean.float())
         if stage == "val" and len(self._grid) < self.hparams.grid_images:
             for i in range(min(len(degraded), self.hparams.grid_images - len(self._grid))):
                 self._grid.append((degraded[i].detach().cpu(), output[i].detach().cpu(), clean[i].detach().cpu()))
