@@ -59,6 +59,7 @@ class Family:
     reference_name: str = "-"
     kwargs: dict = field(default_factory=dict)
     inference_only: bool = False
+    prepare: Callable[[nn.Module], nn.Module] | None = None  # e.g. the deploy graph of a model with one
 
 
 def _timm_eca_resnet50(zoo_model: nn.Module, shape: tuple[int, ...]) -> nn.Module:
@@ -116,6 +117,13 @@ def _sequential_scan(zoo_model: nn.Module, shape: tuple[int, ...]) -> nn.Module:
     return reference
 
 
+def _yolov9_s_training_graph(zoo_model: nn.Module, shape: tuple[int, ...]) -> nn.Module:
+    """YOLOv9-s's own training graph (auxiliary branch, no PSA), which YOLO9tr extends with three PSA blocks."""
+    from zoo.vision.yolo9tr import YOLO9tr
+
+    return YOLO9tr(num_classes=zoo_model.num_classes, psa="none")
+
+
 def _zoo(model_id: str) -> Callable[[nn.Module, tuple[int, ...]], nn.Module]:
     return lambda zoo_model, shape: zoo.create_model(model_id)
 
@@ -133,8 +141,11 @@ FAMILIES = {
                    "nn.TransformerEncoder"),
     "dea_net_deploy": Family("vision/dea_net_deploy", (3, 256, 256), (3, 32, 32), 32, (3, 128, 128), 4,
                              _zoo("vision/dea_net"), "DEA-Net training graph", inference_only=True),
-    "yolo9tr": Family("vision/yolo9tr", (3, 640, 640), (3, 32, 32), 64, (3, 256, 256), 4, _zoo("vision/gelan_s"),
-                      "GELAN-s"),
+    "yolo9tr": Family("vision/yolo9tr", (3, 640, 640), (3, 32, 32), 64, (3, 256, 256), 4, _yolov9_s_training_graph,
+                      "YOLOv9-s training graph"),
+    "yolo9tr_deploy": Family("vision/yolo9tr", (3, 640, 640), (3, 32, 32), 64, (3, 256, 256), 4,
+                             _zoo("vision/gelan_s"), "GELAN-s", inference_only=True,
+                             prepare=lambda model: model.reparameterize()),
 }
 
 
@@ -208,22 +219,24 @@ def bf16_peak(device: torch.device) -> float | None:
 
 
 def measure_family(name: str, family: Family, device: torch.device, size: str, deadline: float,
-                   warmup: int, iters: int, rounds: int = 1, compile_it: bool = True) -> list[dict]:
+                   warmup: int, iters: int, rounds: int = 1, compile_it: bool = True,
+                   summary: Callable[[list[float]], float] = statistics.median) -> list[dict]:
     """The rows (training step, inference) of one family at ``size`` ("card", "cpu" or "dry"): seconds per call of
-    each variant (the median of ``rounds`` rounds in which the variants take turns), the batch, peak memory,
+    each variant (``summary`` over ``rounds`` rounds in which the variants take turns), the batch, peak memory,
     TFLOP/s of the fastest zoo variant and its fraction of the card's bf16 peak."""
     torch.manual_seed(0)
     shape = {"card": family.shape, "cpu": family.cpu_shape, "dry": family.dry_shape}[size]
     kwargs = dict(family.kwargs)
     if family.model_id.startswith("audio/ssast"):
         kwargs["input_tdim"] = shape[0]
-    model = zoo.create_model(family.model_id, **kwargs).to(device)
+    prepare = family.prepare or (lambda model: model)
+    model = prepare(zoo.create_model(family.model_id, **kwargs)).to(device)
     reference = family.reference(model, shape).to(device) if family.reference else None
     memory_scale = torch.cuda.get_device_properties(device).total_memory / 80e9 if device.type == "cuda" else 0
     batch = {"card": max(1, int(family.batch * memory_scale)), "cpu": family.cpu_batch, "dry": 2}[size]
     compile_line = "model: stays eager (not asked for)"
     if compile_it:
-        compiled = zoo.create_model(family.model_id, **kwargs).to(device)
+        compiled = prepare(zoo.create_model(family.model_id, **kwargs)).to(device)
         compiled.load_state_dict(model.state_dict())
         compile_line = compile_model(compiled, family.model_id, **({"backend": "eager"} if size == "dry" else {}))
     rows = []
@@ -253,7 +266,7 @@ def measure_family(name: str, family: Family, device: torch.device, size: str, d
                 for round_ in range(rounds):
                     for variant, step in steps.items():
                         timings[variant].append(seconds_per_call(step, device, warmup if round_ == 0 else 0, iters))
-                row |= {variant: statistics.median(times) for variant, times in timings.items()}
+                row |= {variant: summary(times) for variant, times in timings.items()}
                 break
             except torch.OutOfMemoryError:
                 if batch == 1:
@@ -267,6 +280,9 @@ def measure_family(name: str, family: Family, device: torch.device, size: str, d
         best = min(timings, key=timings.get)
         model.train(train)
         flops = flops_of(model, torch.randn(2, *shape, device=device), train) / 2 * batch  # 2: batch norm trains
+        if reference is not None:
+            reference.train(train)
+            row["work vs ref"] = flops / (flops_of(reference, torch.randn(2, *shape, device=device), train) / 2 * batch)
         row["best"] = best
         row["TFLOP/s"] = flops / timings[best] / 1e12
         peak = bf16_peak(device)
@@ -285,7 +301,7 @@ def _cell(value) -> str:
 
 def table(rows: list[dict]) -> list[str]:
     header = ["family", "mode", "batch", *VARIANTS, "reference", "zoo fp32 / ref fp32", "zoo bf16 / ref bf16",
-              "zoo best / ref fp32",
+              "zoo best / ref fp32", "zoo FLOPs / ref FLOPs",
               "peak GiB", "TFLOP/s (best)", "of bf16 peak"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
@@ -298,7 +314,7 @@ def table(rows: list[dict]) -> list[str]:
         same = r["reference bf16"] / r["bf16"] if isinstance(r.get("reference bf16"), float) else None
         cells = [r["family"], r["mode"], str(r["batch"]), *(_cell(r.get(v)) for v in VARIANTS), r["reference"],
                  f"{same32:.2f}x" if same32 else "-", f"{same:.2f}x" if same else "-",
-                 f"{speedup:.2f}x" if speedup else "-",
+                 f"{speedup:.2f}x" if speedup else "-", f"{r['work vs ref']:.2f}" if "work vs ref" in r else "-",
                  f"{r['peak GiB']:.1f}" if "peak GiB" in r else "-", f"{r['TFLOP/s']:.2f}",
                  f"{r['of bf16 peak']:.1%}" if r.get("of bf16 peak") else "-"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -314,9 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile-families", nargs="*", default=None,
                         help="the families whose compiled variant is measured (default: all on a GPU; dry: tlob; "
                              "cpu: none, a CPU compile takes minutes per model)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default: cpu 3, else 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default: cpu 5, else 1)")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds before the remaining rows are skipped (default: cpu 1500, else 420)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (a CPU shared with other jobs: 1, so no thread waits for a busy partner)")
     parser.add_argument("--output", default=None, help="default: benchmarks/results/device_check[_cpu|_dry].md")
     args = parser.parse_args(argv)
     size = "dry" if args.dry else "cpu" if args.cpu else "card"
@@ -327,10 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True  # "fp32" on a GPU means TF32 matmuls, as zoo train runs it
         torch.backends.cudnn.allow_tf32 = True
     warmup, iters = {"dry": (1, 1), "cpu": (2, 3), "card": (3, 10)}[size]
-    rounds = args.rounds or (3 if size == "cpu" else 1)
+    rounds = args.rounds or (5 if size == "cpu" else 1)
     budget = args.budget or (1500.0 if size == "cpu" else 420.0)
-    if args.dry:
-        torch.set_num_threads(1)
+    if args.threads or args.dry:
+        torch.set_num_threads(args.threads or 1)
     compiled = args.compile_families if args.compile_families is not None else \
         {"dry": ["tlob"], "cpu": [], "card": list(FAMILIES)}[size]
     start = time.monotonic()
@@ -338,18 +356,23 @@ def main(argv: list[str] | None = None) -> int:
     before = load_average()
     rows: list[dict] = []
     for name in args.families:
-        rows += measure_family(name, FAMILIES[name], device, size, deadline, warmup, iters, rounds, name in compiled)
+        rows += measure_family(name, FAMILIES[name], device, size, deadline, warmup, iters, rounds, name in compiled,
+                               min if size == "cpu" else statistics.median)
         print(f"{name}: done at {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU ({torch.get_num_threads()} threads)"
-    flag = {"dry": " --dry", "cpu": " --cpu", "card": ""}[size]
+    rounds_note = "" if rounds == 1 else f", {'fastest' if size == 'cpu' else 'median'} of {rounds} rounds in which " \
+        "the variants take turns: other jobs on a shared CPU only ever slow a round down"
+    flag = {"dry": " --dry", "cpu": " --cpu", "card": ""}[size] + (f" --threads {args.threads}" if args.threads else "")
     lines = [
         f"# Device check: {device_name}{' (dry run: tiny inputs)' if args.dry else ''}",
         "",
         f"`python -m benchmarks.device_check{flag}`, torch {torch.__version__}; seconds per call ({warmup} warm-up, "
-        f"{iters} timed{f', median of {rounds} rounds in which the variants take turns' if rounds > 1 else ''}); "
+        f"{iters} timed{rounds_note}); "
         "compiled = `torch.compile` of the zoo model, run in bf16 autocast (its first calls, the compile itself, are "
-        "in the warm-up). Ratios > 1: the zoo is faster.",
+        "in the warm-up). Ratios > 1: the zoo is faster. FLOPs: the arithmetic of one call of the zoo model over the "
+        "reference's (above 1: the zoo computes more, e.g. TLOB's feature-axis layers against an encoder of equal "
+        "depth that attends over time only).",
         "",
         *table(rows),
         "",
