@@ -60,3 +60,23 @@ def test_optimizers_without_a_fused_kernel_are_built_as_configured():
 def test_arguments_left_at_none_by_the_config_parser_still_get_the_fused_kernel():
     spec = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01, "fused": None, "foreach": None}}
     assert build_optimizer(spec, _model().parameters()).defaults["fused"] is True
+
+
+def test_a_run_that_clips_gradients_under_mixed_precision_trains_with_the_unfused_step():
+    """Lightning's mixed-precision plugin refuses to clip a fused optimiser's gradients (YOLO9tr's recipes clip)."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from zoo.tasks.registry import get_task_class
+
+    generator = torch.Generator().manual_seed(0)
+    batches = [{"inputs": [torch.randn(32, 3, generator=generator)], "time": 1.0 + torch.rand(32, generator=generator),
+                "event": torch.ones(32)} for _ in range(2)]
+    for clip, fused in ((1.0, None), (None, True)):
+        task = get_task_class("survival")("medical/deepsurv", model_inputs={"in_features": 3})
+        trainer = L.Trainer(max_steps=2, precision="bf16-mixed", gradient_clip_val=clip, limit_val_batches=0,
+                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False)
+        trainer.fit(task, DataLoader(batches, batch_size=None))
+        assert trainer.global_step == 2
+        assert trainer.optimizers[0].defaults["fused"] is fused

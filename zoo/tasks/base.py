@@ -250,7 +250,9 @@ class ZooTask(L.LightningModule):
     @override
     def configure_optimizers(self) -> Any:
         spec = self.hparams.optimizer or DEFAULT_OPTIMIZER
-        optimizer = build_optimizer(spec, self.parameter_groups())
+        # Lightning's mixed-precision plugin refuses to clip the gradients of a fused optimiser
+        clips = bool(self._trainer is not None and self._trainer.gradient_clip_val)
+        optimizer = build_optimizer(spec, self.parameter_groups(), fuse=not clips)
         spec = self.hparams.lr_scheduler
         if not spec:
             return optimizer
