@@ -48,6 +48,14 @@ def test_fp32_for_models_with_too_little_arithmetic(cpuinfo):
     assert "MMACs" in small.reason and "does not give its MACs" in unknown.reason
 
 
+def test_fp32_on_a_cpu_for_a_model_that_bf16_slows_down(cpuinfo):
+    choice = default_precision(3e8, "cpu", cpuinfo("avx512_bf16"), cpu_bf16=False)
+    assert choice.precision == "32-true" and "measured slower" in choice.reason
+    config = _config(model="vision/eca_mobilenet_v2")  # its card: bf16 took 1.11x longer on this CPU
+    resolve_precision(config)
+    assert config.trainer.precision == "32-true"
+
+
 def _config(precision=None, model="vision/eca_resnet50"):
     return Namespace(trainer=Namespace(precision=precision, accelerator="cpu"), model=Namespace(model=model))
 

@@ -7,7 +7,9 @@ without bf16, fp32 elsewhere.
     ('bf16-mixed', 'this CPU computes bf16 natively (avx512_bf16)')
 
 What was measured on an AMD EPYC with AVX-512 BF16 (1 thread, training steps, bf16 autocast / fp32): ECA-ResNet-50
-1.48x, DeepLOB (30 MMACs a sample) 1.80x, MLPLOB (129 MMACs) 1.64x, TLOB (55 MMACs) 1.20x. Models with less
+1.69x, HaloNet-26t 1.68x, SSAST-tiny 1.40x, YOLO9tr 1.51x, DeepLOB (30 MMACs a sample) 1.80x, MLPLOB (129 MMACs)
+1.64x, TLOB (55 MMACs) 1.12x; but ECA-MobileNetV2's whole quick start took 1.11x longer in bf16 (its depthwise
+convolutions), so its card sets ``cpu_bf16=False``. Models with less
 arithmetic than :data:`MIN_MACS` a sample, or whose card does not know their MACs (the tables, LSTMs, DeepSurv), keep
 fp32: there the casts cost about what the bf16 products save. An explicit ``--trainer.precision`` (``32-true``
 turns mixed precision off) always wins; :func:`default_precision` is only asked when none was given.
@@ -49,14 +51,15 @@ def cpu_bf16_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
     return [flag for flag in CPU_BF16_FLAGS if flag in flags]
 
 
-def default_precision(macs: float | None, accelerator: str = "auto", cpuinfo: str | Path = "/proc/cpuinfo"
-                      ) -> PrecisionChoice:
+def default_precision(macs: float | None, accelerator: str = "auto", cpuinfo: str | Path = "/proc/cpuinfo",
+                      cpu_bf16: bool = True) -> PrecisionChoice:
     """The precision a run of a model with ``macs`` multiply-accumulates a sample gets on this machine.
 
     Args:
         macs: the model card's MACs at its default input; None when the card does not know them.
         accelerator: the trainer's ``accelerator`` ("auto", "cpu", "gpu", "cuda", ...): "cpu" rules the GPU out.
         cpuinfo: where the CPU flags are read (Linux); a test passes a file of its own.
+        cpu_bf16: False when the model's card says bf16 autocast slows it down on a CPU (``ModelCard.cpu_bf16``).
     """
     if macs is None or macs < MIN_MACS:
         size = "its card does not give its MACs" if macs is None else f"{macs / 1e6:.2g} MMACs a sample"
@@ -68,6 +71,9 @@ def default_precision(macs: float | None, accelerator: str = "auto", cpuinfo: st
         return PrecisionChoice("16-mixed", f"this GPU has no native bf16 ({name}): fp16 with a gradient scaler")
     if accelerator in ("auto", "cpu"):
         flags = cpu_bf16_flags(cpuinfo) if sys.platform.startswith("linux") or cpuinfo != "/proc/cpuinfo" else []
+        if flags and not cpu_bf16:
+            return PrecisionChoice("32-true", "fp32: bf16 autocast was measured slower than fp32 for this model on a "
+                                              f"CPU with native bf16 ({', '.join(flags)}): depthwise convolutions")
         if flags:
             return PrecisionChoice("bf16-mixed", f"this CPU computes bf16 natively ({', '.join(flags)})")
         return PrecisionChoice("32-true", "fp32: this CPU has no native bf16 (no avx512_bf16 or amx_bf16)")

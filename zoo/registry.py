@@ -167,6 +167,8 @@ class ModelCard:
         recipes: recipe name -> YAML file (or files, applied in order) in the model package's ``recipes/``
             folder; the first recipe is the default.
         target_layer: module path that Grad-CAM hooks by default (classifiers).
+        cpu_bf16: False for a model that bf16 autocast was measured to slow down on a CPU with native bf16
+            (depthwise convolutions have no fast bf16 kernel there); ``zoo train`` then keeps fp32 on CPUs.
     """
 
     task: str
@@ -181,6 +183,7 @@ class ModelCard:
     weights: tuple[WeightSet, ...] = ()
     target_layer: str | None = None
     notes: str = ""
+    cpu_bf16: bool = True
 
     @property
     def num_classes(self) -> int | None:

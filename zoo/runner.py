@@ -227,8 +227,9 @@ def resolve_precision(config: Any) -> str | None:
     if trainer is None or model is None or trainer.get("precision") is not None or not model.get("model"):
         return None
     accelerator = trainer.get("accelerator")
-    choice = default_precision(get_card(model.get("model")).macs,
-                               accelerator if isinstance(accelerator, str) else "auto")
+    card = get_card(model.get("model"))
+    choice = default_precision(card.macs, accelerator if isinstance(accelerator, str) else "auto",
+                               cpu_bf16=card.cpu_bf16)
     trainer["precision"] = choice.precision
     return f"chosen for this machine: {choice.reason}"
 
