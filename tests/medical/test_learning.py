@@ -56,18 +56,19 @@ def test_biofusionnet_ranks_patients_past_a_random_ranking(learning):
 
 def test_medusa_tells_simulated_covid_opacities_from_clear_lungs(tmp_path, learning):
     """A ResNet-18 MEDUSA (body at 32 px) at 64 px on the quick start's simulated COVIDx-layout radiographs (half
-    positive), 160 training images, 5 epochs of Adam 2e-3. The majority class is right on half the balanced test
-    images. Measured: accuracy 0.82 (about 33 s CPU); with lr 0 it stays at 0.55 (all but one image called
-    negative) and this fails."""
+    positive), 160 training images, 8 epochs of Adam 2e-3 at batch 16. The majority class is right on 60 % of the
+    test images. Measured: passes for seeds 0, 1 and 2 with one and two threads (about 30 s CPU); with lr 0 it stays
+    at 0.60 and this fails. The earlier 5 epochs at batch 8 reached 0.82 on seed 0 but 0.42-0.62 on other seeds or
+    thread counts (batch-norm statistics of batches of 8)."""
     from zoo.data.covidx import CovidxData, write_simulated_covidx
 
     L.seed_everything(learning.seed)
     root = write_simulated_covidx(train=160, test=60, size=64, root=tmp_path / "covidx")
-    data = CovidxData(str(root), image_size=64, batch_size=8, num_workers=0)
+    data = CovidxData(str(root), image_size=64, batch_size=16, num_workers=0)
     task = ClassificationTask("medical/medusa", num_classes=2, class_names=data.class_names, pretrained=None,
                               model_kwargs={"backbone": "resnet18", "body_size": 32}, explain_images=0,
                               optimizer=learning.optimizer(2e-3))
-    results = fit_and_test(task, data, max_epochs=5)
+    results = fit_and_test(task, data, max_epochs=8)
     assert results["test/acc"] > 0.5 + 0.2, results
 
 
