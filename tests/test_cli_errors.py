@@ -94,4 +94,4 @@ def test_version_list_substring_and_model_help(tmp_path):
     head = "\n".join(first[:6])
     assert "task flags (ClassificationTask)" in head and "--model.label_smoothing = 0.1" in head
     assert "data flags (ImageClassificationData)" in help_text.stdout.split("Every other flag")[0]
-    assert "--data.root = None" in help_text.stdout and "--optimizer.lr 0.002" in help_text.stdout
+    assert "--data.root = None" in help_text.stdout and "--optimizer.lr 0.004" in help_text.stdout

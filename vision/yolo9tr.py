@@ -245,7 +245,8 @@ _COMMON_NOTES = (
     "be computed here (no download), so the download is NOT hash-checked: check the file yourself. "
     "A different num_classes keeps the trunk, neck and box branches and re-initialises the class branches. "
     "Recipes: quickstart (synthetic shapes: says nothing about your objects), small_real (a few dozen real images "
-    "from scratch on a CPU: 0.09-0.20 mAP@0.5 on unseen tree-crown photos in 4 minutes), finetune (YOLOv9-s COCO weights, a GPU). "
+    "from scratch on a CPU: 0.09-0.20 mAP@0.5 on unseen tree-crown photos in 4 minutes), finetune (YOLOv9-s "
+    "COCO weights, a GPU). "
     "YOLO9tr's own release (yolov9tr.pt) sits on Google Drive and is not listed; its layout (PSA at 29-31) loads "
     "by path. ")
 _RELEASES = "https://github.com/WongKinYiu/yolov9/releases/download/v0.1/"

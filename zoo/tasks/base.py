@@ -251,7 +251,7 @@ class ZooTask(L.LightningModule):
     def configure_optimizers(self) -> Any:
         spec = self.hparams.optimizer or DEFAULT_OPTIMIZER
         # Lightning's mixed-precision plugin refuses to clip the gradients of a fused optimiser
-        clips = bool(self._trainer is not None and self._trainer.gradient_clip_val)
+        clips = bool(getattr(self._trainer, "gradient_clip_val", None))
         optimizer = build_optimizer(spec, self.parameter_groups(), fuse=not clips)
         spec = self.hparams.lr_scheduler
         if not spec:
