@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
+from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 from typing_extensions import override
 
@@ -26,40 +27,16 @@ from zoo.errors import ZooError
 from zoo.tasks.base import ZooTask
 from zoo.tasks.registry import register_task
 
-SSIM_WINDOW, SSIM_SIGMA, SSIM_C1, SSIM_C2 = 11, 1.5, 0.01 ** 2, 0.03 ** 2  # data range 1
 L1_SSIM_ALPHA = 0.84  # Zhao et al. 2017, "Loss Functions for Image Restoration with Neural Networks"
 
 
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA,
-                    device: torch.device | str | None = None) -> torch.Tensor:
-    """A normalised 2-D Gaussian window (size, size), float32."""
-    coords = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
-    g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
-
-
 def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Differentiable SSIM (B,) of images (B, C, H, W) with data range 1: Gaussian window 11, sigma 1.5, per
-    channel, over the valid positions (no padding; H and W at least 11), averaged per image. Computed in float32
-    with autocast off, so bf16/fp16 training gets the same loss."""
-    if min(x.shape[-2:]) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(x.shape[-2:])}")
+    """Differentiable SSIM (B,) of images (B, C, H, W) with data range 1, as the evaluation computes it
+    (torchmetrics: Gaussian window 11, sigma 1.5), in float32 with autocast off, so bf16/fp16 training gets the same
+    loss."""
     with torch.autocast(x.device.type, enabled=False):
-        x, y = x.float(), y.float()
-        channels = x.shape[1]
-        window = gaussian_window(device=x.device).expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW)
-
-        def blur(z: torch.Tensor) -> torch.Tensor:
-            return F.conv2d(z, window, groups=channels)
-
-        mu_x, mu_y = blur(x), blur(y)
-        var_x = blur(x * x) - mu_x ** 2
-        var_y = blur(y * y) - mu_y ** 2
-        cov = blur(x * y) - mu_x * mu_y
-        ssim_map = ((2 * mu_x * mu_y + SSIM_C1) * (2 * cov + SSIM_C2)
-                    / ((mu_x ** 2 + mu_y ** 2 + SSIM_C1) * (var_x + var_y + SSIM_C2)))
-        return ssim_map.flatten(1).mean(1)
+        return structural_similarity_index_measure(x.float(), y.float(), gaussian_kernel=True, kernel_size=11,
+                                                   sigma=1.5, data_range=1.0, reduction="none")
 
 
 def l1_ssim_loss(output: torch.Tensor, target: torch.Tensor, alpha: float = L1_SSIM_ALPHA) -> torch.Tensor:
