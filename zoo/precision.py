@@ -73,7 +73,7 @@ def default_precision(macs: float | None, accelerator: str = "auto", cpuinfo: st
         flags = cpu_bf16_flags(cpuinfo) if sys.platform.startswith("linux") or cpuinfo != "/proc/cpuinfo" else []
         if flags and not cpu_bf16:
             return PrecisionChoice("32-true", "fp32: bf16 autocast was measured slower than fp32 for this model on a "
-                                              f"CPU with native bf16 ({', '.join(flags)}): depthwise convolutions")
+                                              f"CPU with native bf16 ({', '.join(flags)}); its card says so")
         if flags:
             return PrecisionChoice("bf16-mixed", f"this CPU computes bf16 natively ({', '.join(flags)})")
         return PrecisionChoice("32-true", "fp32: this CPU has no native bf16 (no avx512_bf16 or amx_bf16)")
