@@ -41,15 +41,16 @@ def test_pretraining_run_chains_into_fine_tuning(tmp_path):
     client, (pretraining,) = runs(tmp_path)
     assert "val/masked_acc" in pretraining.data.metrics
     encoder = f"runs:/{pretraining.info.run_id}/pretrained/model.safetensors"
+    kwargs = '{"input_tdim": 96, "input_fdim": 40, "depth": 2, "fstride": 16, "tstride": 16}'  # quick start's fbanks
     result = zoo_train(tmp_path, "audio/ssast_tiny_patch", *SHORT, "--model.pretrained", encoder,
-                       "--model.model_kwargs", '{"input_tdim": 96, "depth": 2, "fstride": 16, "tstride": 16}')
+                       "--model.model_kwargs", kwargs)
     assert result.returncode == 0, result.stderr[-3000:]
     _, (_, fine_tuning) = runs(tmp_path)
     assert "test/acc" in fine_tuning.data.metrics
     plots = {a.path for a in client.list_artifacts(fine_tuning.info.run_id, "plots")}
     assert "plots/test_confusion_matrix.png" in plots
 
-    shape = {"input_tdim": 96, "depth": 2, "fstride": 16, "tstride": 16, "num_classes": 10}
+    shape = {"input_tdim": 96, "input_fdim": 40, "depth": 2, "fstride": 16, "tstride": 16, "num_classes": 10}
     local = client.download_artifacts(pretraining.info.run_id, "pretrained/model.safetensors", str(tmp_path / "enc"))
     pretrained = zoo.create_model("audio/ssast_tiny_patch", pretrained=local, **shape).state_dict()
     checkpoint = f"{fine_tuning.info.artifact_uri.removeprefix('file://')}/checkpoints/last.ckpt"
@@ -65,19 +66,23 @@ def test_pretraining_run_chains_into_fine_tuning(tmp_path):
     assert distance(fine_tuned) < 0.01 < distance(fresh), (distance(fine_tuned), distance(fresh))
 
 
-# The full quick start (6 epochs of batch 16 on 2,400 clips of 240 eSpeak NG voices each word): measured 2026-12-07
-# on 2 CPU cores under load 20-25, 812 s for the run; test/acc 0.46 (eSpeak takes of the same voices' population) and
-# 0.32 on 220 clips of the same words from Flite and Festival (chance 0.1; the 25-voice set before reached 0.57 and
-# 0.23).
+# The full quick start as README.md gives it (12 epochs of batch 16 on 1,920 eSpeak NG clips, 96 frames x 48 mel
+# bins): about 5 minutes on 2 quiet CPU cores.
 @pytest.mark.slow
-def test_quickstart_spoken_words_far_above_chance_also_from_other_synthesisers(tmp_path):
+def test_quickstart_recognises_the_words_from_synthesisers_it_never_heard(tmp_path, readme_figures):
+    """README's figures, less 0.05 (eSpeak NG's samples are not bit-reproducible, so two runs of the same seed differ
+    by a few clips): test accuracy on held-out eSpeak takes, then on the same words from Flite and Festival voices
+    through `zoo test --ckpt` (the user's route: the recorded mel bins and the training part's mean and std)."""
+    espeak_low, _, other_low, _ = readme_figures(
+        r"zoo train audio/ssast_tiny_patch .*?test acc ([0-9.]+)-([0-9.]+) on eSpeak, ([0-9.]+)-([0-9.]+) on "
+        r"Flite/Festival")
     result = zoo_train(tmp_path, "audio/ssast_tiny_patch")
     assert result.returncode == 0, result.stderr[-3000:]
     _, (run,) = runs(tmp_path)
-    assert run.data.metrics["test/acc"] >= 0.35, run.data.metrics  # chance: 0.1
-    if shutil.which("flite") is None:
-        pytest.skip("Debian's flite is not installed: no held-out synthesiser")
-    held_out = other_synthesiser_words(tmp_path / "held_out", voices=[v for v in OTHER_VOICES if v[0] == "flite"])
+    assert run.data.metrics["test/acc"] >= espeak_low - 0.05, run.data.metrics  # chance: 0.1
+    if shutil.which("flite") is None and shutil.which("text2wave") is None:
+        pytest.skip("Debian's flite and festival are not installed: no held-out synthesiser")
+    held_out = other_synthesiser_words(tmp_path / "held_out", voices=OTHER_VOICES)
     (mean, std), = re.findall(r"mean (-?[0-9.]+) std ([0-9.]+)", result.stdout)
     (best,) = sorted(tmp_path.rglob("best.ckpt"))
     command = [sys.executable, "-c", "from zoo.cli import main; raise SystemExit(main())", "test", "--ckpt",
@@ -85,4 +90,4 @@ def test_quickstart_spoken_words_far_above_chance_also_from_other_synthesisers(t
     tested = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=3600)
     assert tested.returncode == 0, tested.stderr[-3000:]
     accuracy = float(re.findall(r"test/acc\W+([0-9.]+)", tested.stdout)[-1])  # the plain or the table line
-    assert accuracy >= 0.2, tested.stdout[-2000:]  # twice chance, on voices no eSpeak take resembles
+    assert accuracy >= other_low - 0.05, tested.stdout[-2000:]
