@@ -443,6 +443,8 @@ class AudioData(ZooDataModule):
         if stage == "predict" or (stage in ("test", "validate") and self.test_root is not None):
             self._setup_new_clips(stage)
             return
+        if self.train_set is not None:  # set up for fitting already: the test stage reads the same parts' fbanks
+            return
         parts = self._parts()
         if not parts["train"][0] and stage in (None, "fit"):
             raise DataError(f"no training clips in {self.root or hp.train_json}")

@@ -61,6 +61,22 @@ def test_class_folders_of_wav_flac_ogg_resampled(tmp_path, word):
     assert (data.hparams.mean, data.hparams.std) == data.train_set.statistics()
 
 
+def test_fit_then_test_reads_every_clip_once(tmp_path, word, monkeypatch):
+    """`zoo train` sets the module up for fitting, then for testing: the second stage keeps the fbanks (and the
+    statistics) of the first instead of reading and transforming every clip again."""
+    wave, rate = word
+    for c in ("a", "b"):
+        for i in range(4):
+            write_clip(tmp_path / c / f"{i}.wav", wave * (0.5 + 0.1 * i), rate, "WAV")
+    reads = []
+    monkeypatch.setattr("zoo.data.audio.read_audio", lambda path, *args: reads.append(path) or read_audio(path, *args))
+    data = AudioData(root=str(tmp_path), num_frames=32, batch_size=2, val_fraction=0.25, test_fraction=0.25)
+    data.setup("fit")
+    test_set, statistics = data.test_set, (data.mean, data.std)
+    data.setup("test")
+    assert len(reads) == 8 and data.test_set is test_set and (data.mean, data.std) == statistics
+
+
 def test_a_checkpointed_audio_module_normalises_new_clips_with_the_training_statistics(tmp_path, word):
     wave, rate = word
     for c in ("a", "b", "c"):
