@@ -12,9 +12,9 @@ data settings when the checkpoint does not hold them), never with statistics of 
     PYTHONPATH=. python -m benchmarks.ssast_heldout --train            # the quick start, timed, then evaluated
     PYTHONPATH=. python -m benchmarks.ssast_heldout --ckpt runs/.../best.ckpt [more.ckpt ...]
 
-`zoo test --ckpt best.ckpt --data.root <held-out folder> --data.mean M --data.std S` (M, S: the training run's data
-line) gives the same overall accuracy. Measured 2026-12-07 on 220 clips (Festival's HTS voice ignores the rate, so it
-gives 10 clips, not 30; writing them takes 25 s on a quiet machine), chance 0.10:
+`zoo test --ckpt best.ckpt --data.test_root <held-out folder>` gives the same overall accuracy. Measured 2026-12-07
+on 220 clips (Festival's HTS voice ignores the rate, so it gives 10 clips, not 30; writing them takes 25 s on a quiet
+machine), chance 0.10:
 
 | quick-start recipe | eSpeak test | held-out synthesisers | time (2 cores) |
 |---|---|---|---|
@@ -80,22 +80,22 @@ def evaluate(ckpt: Path, held_out: Path, statistics: tuple[float, float] | None 
     if sorted(class_names or []) != sorted(WORDS):
         raise SystemExit(f"{ckpt} was trained on classes {class_names}, not the ten words {sorted(WORDS)}")
     mean, std = statistics or training_statistics(checkpoint)
-    frames = checkpoint.data_hparams.get("num_frames", 128)
-    mels = checkpoint.data_hparams.get("num_mel_bins", 128)
-    model = checkpoint.build_model().eval()
-    data = AudioData(root=str(held_out), num_frames=frames, num_mel_bins=mels, mean=mean, std=std, batch_size=64)
+    # a test-only folder, as `zoo test --data.test_root` reads it: the run's front end (frames, mel bins), the
+    # training statistics, and the clips' classes matched to the model's by name
+    data = AudioData(**{**checkpoint.data_hparams, "mean": mean, "std": std, "test_root": str(held_out),
+                        "batch_size": 64})
     data.setup("test")
-    names = data.class_names
+    model = checkpoint.build_model().eval()
     rows = {r["path"]: r for r in read_manifest(held_out)}
     right: dict[str, list[bool]] = collections.defaultdict(list)
     with torch.no_grad():
         for index in range(len(data.test_set)):
             fbank, label = data.test_set[index]
-            predicted = class_names[int(model(fbank[None]).argmax())]
+            correct = int(model(fbank[None]).argmax()) == label
             row = rows[data.test_set.files[index].relative_to(held_out).as_posix()]
-            correct = predicted == names[label]
             for key in ("all", row["synthesiser"], f"{row['synthesiser']}/{row['voice']}"):
                 right[key].append(correct)
+    frames = data.hparams.num_frames
     print(f"{ckpt}: normalised with the training part's mean {mean:.3f} std {std:.3f}, {frames} frames")
     return {key: sum(v) / len(v) for key, v in right.items()} | {"clips": len(right["all"])}
 
